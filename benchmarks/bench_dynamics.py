@@ -1,0 +1,160 @@
+"""Throughput of the dynamics ensemble: training steps, one training epoch, and inference.
+
+Prints a table with medians over repeats:
+
+* train step: one Adam step on a `[E, batch, in]` minibatch (256 rows per member by default),
+  as it/s and rows per member per second; spec SPEED.md's reference is 55.6 it/s for
+  7 x [200]*4 at halfcheetah sizes on the 2-core CPU.
+* fit epoch: `fit_ensemble` epochs on a synthetic dataset (`--rows`), training rows per second
+  (holdout validation, shuffling and keep-best bookkeeping included).
+* step / predict_mean / sample_next_obs for `--batch` rows (50,000 by default).
+
+Usage:
+    python benchmarks/bench_dynamics.py --device cpu --threads 2
+    python benchmarks/bench_dynamics.py --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from offlinerlkit.dynamics import (
+    DEFAULT_WEIGHT_DECAYS,
+    EnsembleDynamics,
+    GaussianEnsemble,
+    fit_ensemble,
+)
+from offlinerlkit.dynamics.fit import gaussian_nll_loss
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _synthetic(rows: int, obs_dim: int, action_dim: int, device: torch.device, gen: torch.Generator):
+    obs = torch.randn(rows, obs_dim, generator=gen)
+    action = torch.rand(rows, action_dim, generator=gen) * 2 - 1
+    mix = torch.randn(obs_dim + action_dim, obs_dim, generator=gen) * 0.1
+    next_obs = obs + torch.tanh(torch.cat([obs, action], -1) @ mix)
+    reward = next_obs.sum(-1)
+    return [t.to(device) for t in (obs, action, next_obs, reward)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    parser.add_argument("--obs_dim", type=int, default=17)
+    parser.add_argument("--action_dim", type=int, default=6)
+    parser.add_argument("--hidden_dims", type=int, nargs="+", default=[200, 200, 200, 200])
+    parser.add_argument("--num_members", type=int, default=7)
+    parser.add_argument("--num_elites", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, default=256, help="training rows per member")
+    parser.add_argument("--rows", type=int, default=50_000, help="synthetic dataset size for fit epochs")
+    parser.add_argument("--batch", type=int, default=50_000, help="rows per step()/predict_mean call")
+    parser.add_argument("--train_steps", type=int, default=50, help="timed training steps per repeat")
+    parser.add_argument("--fit_epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    cfg = parser.parse_args()
+
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    in_dim, out_dim = cfg.obs_dim + cfg.action_dim, cfg.obs_dim + 1
+
+    def new_dynamics() -> EnsembleDynamics:
+        decays = DEFAULT_WEIGHT_DECAYS if len(cfg.hidden_dims) == len(DEFAULT_WEIGHT_DECAYS) - 1 else None
+        model = GaussianEnsemble(in_dim, out_dim, cfg.hidden_dims, num_members=cfg.num_members,
+                                 num_elites=cfg.num_elites, weight_decays=decays)
+        return EnsembleDynamics(model.to(device), direction="forward")
+
+    obs, action, next_obs, reward = _synthetic(cfg.rows, cfg.obs_dim, cfg.action_dim, device, gen)
+    rows: list[tuple[str, str, str]] = []
+
+    # --- raw training steps ---
+    dynamics = new_dynamics()
+    model = dynamics.model
+    x, y = dynamics.training_pairs(obs, action, next_obs, reward)
+    try:  # as fit_ensemble does: the fused kernel where this torch build has it
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    idx = torch.randint(cfg.rows, (cfg.num_members, cfg.train_steps * cfg.batch_size), generator=gen).to(device)
+
+    def train_steps() -> None:
+        for k in range(cfg.train_steps):
+            i = idx[:, k * cfg.batch_size:(k + 1) * cfg.batch_size]  # [E, b]
+            loss = gaussian_nll_loss(model, x[i], y[i], 0.01)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    t = _median_time(train_steps, device, cfg.repeats)
+    its = cfg.train_steps / t
+    rows.append(("train step", f"{its:,.1f} it/s", f"{its * cfg.batch_size:,.0f} rows/member/s"))
+
+    # --- fit_ensemble epochs ---
+    dynamics = new_dynamics()
+    stamps: list[float] = []
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        _sync(device)
+        stamps.append(time.perf_counter())
+
+    start = time.perf_counter()
+    result = fit_ensemble(dynamics, x, y, max_epochs=cfg.fit_epochs, progress=False, on_epoch=on_epoch,
+                          generator=torch.Generator().manual_seed(cfg.seed))
+    epoch_times = [b - a for a, b in zip([start, *stamps[:-1]], stamps)]
+    train_rows = cfg.rows - len(result.holdout_indices)
+    epoch_time = statistics.median(epoch_times)
+    rows.append(("fit epoch", f"{epoch_time:.2f} s/epoch",
+                 f"{train_rows / epoch_time:,.0f} rows/s ({train_rows:,} rows, E={cfg.num_members})"))
+
+    # --- inference at --batch rows ---
+    dynamics = new_dynamics()
+    b_obs, b_action = obs[: cfg.batch], action[: cfg.batch]
+    infer_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    cases: list[tuple[str, Callable[[], object], int]] = [
+        ("step random_elite", lambda: dynamics.step(b_obs, b_action, generator=infer_gen), cfg.batch),
+        ("step elite_mean", lambda: dynamics.step(b_obs, b_action, sampling="elite_mean"), cfg.batch),
+        ("predict_mean", lambda: dynamics.predict_mean(b_obs, b_action), cfg.batch),
+    ]
+    mopo = EnsembleDynamics(dynamics.model, direction="forward", penalty_coef=2.5)
+    cases.append(("step MOPO aleatoric", lambda: mopo.step(b_obs, b_action, generator=infer_gen), cfg.batch))
+    cases.append(("sample_next_obs (x10)", lambda: dynamics.sample_next_obs(
+        obs[:256], action[:256], 10, generator=infer_gen), 256))
+    for name, fn, n in cases:
+        t = _median_time(fn, device, cfg.repeats)
+        rows.append((name, f"{t * 1e3:,.1f} ms/call", f"{n / t:,.0f} rows/s (B={n:,})"))
+
+    threads = torch.get_num_threads() if device.type == "cpu" else "-"
+    print(f"device={device} threads={threads} torch={torch.__version__} E={cfg.num_members} "
+          f"K={cfg.num_elites} hidden={cfg.hidden_dims} obs_dim={cfg.obs_dim} action_dim={cfg.action_dim}")
+    width = max(len(r[0]) for r in rows)
+    for name, a, b in rows:
+        print(f"{name:<{width}}  {a:>16}  {b}")
+
+
+if __name__ == "__main__":
+    main()

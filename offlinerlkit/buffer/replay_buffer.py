@@ -1,0 +1,150 @@
+"""Fixed-capacity transition storage held as tensors on one device."""
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from offlinerlkit.types import Batch
+
+_FIELDS = ("obs", "action", "reward", "next_obs", "done")
+
+
+class ReplayBuffer:
+    """A ring buffer of transitions on `device` (spec 2.2), sampled uniformly with replacement.
+
+    The dataset buffer is filled once with `load_dataset`; the model-rollout buffer grows with
+    `add_batch`, overwriting its oldest rows when full. Shapes: obs/next_obs `[C, obs_dim]`,
+    action `[C, action_dim]`, reward/done `[C, 1]`, all float32.
+
+    Args:
+        capacity: maximum number of transitions held.
+        obs_dim: observation size.
+        action_dim: action size.
+        device: where the tensors live (sampling returns tensors there).
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int, *,
+                 device: torch.device | str = "cpu") -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.capacity, self.obs_dim, self.action_dim = int(capacity), int(obs_dim), int(action_dim)
+        self.device = torch.device(device)
+        widths = {"obs": obs_dim, "action": action_dim, "reward": 1, "next_obs": obs_dim, "done": 1}
+        self._data = {k: torch.zeros(self.capacity, w, device=self.device) for k, w in widths.items()}
+        self.ptr = 0
+        self.size = 0
+
+    # --- filling ---
+    @classmethod
+    def from_transitions(cls, data: Mapping[str, np.ndarray], *,
+                         device: torch.device | str = "cpu") -> ReplayBuffer:
+        """A buffer holding exactly a transition dict (`observations`, `actions`, ...)."""
+        n = int(data["observations"].shape[0])
+        buffer = cls(max(n, 1), data["observations"].shape[1], data["actions"].shape[1],
+                     device=device)
+        buffer.load_dataset(data)
+        return buffer
+
+    def load_dataset(self, data: Mapping[str, np.ndarray]) -> None:
+        """Replace the contents with a transition dict; it must fit in the capacity."""
+        batch = Batch.from_transitions(data, device=self.device)
+        n = len(batch)
+        if n > self.capacity:
+            raise ValueError(f"dataset of {n} transitions exceeds the buffer capacity {self.capacity}")
+        self._check_shapes(batch)
+        for k in _FIELDS:
+            self._data[k][:n] = getattr(batch, k)
+        self.ptr, self.size = n % self.capacity, n
+
+    def add_batch(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor,
+                  done: Tensor) -> None:
+        """Append rows at the write pointer, wrapping around (and overwriting) when full."""
+        batch = Batch(obs, action, reward.reshape(-1, 1), next_obs, done.reshape(-1, 1).float())
+        self._check_shapes(batch)
+        n = len(batch)
+        if n > self.capacity:  # only the last `capacity` rows can survive
+            batch = Batch(*(getattr(batch, k)[-self.capacity:] for k in _FIELDS))
+            n = self.capacity
+        idx = (self.ptr + torch.arange(n, device=self.device)) % self.capacity  # [n]
+        for k in _FIELDS:
+            self._data[k][idx] = getattr(batch, k).to(self.device, torch.float32)
+        self.ptr = (self.ptr + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def _check_shapes(self, batch: Batch) -> None:
+        n = len(batch)
+        expected = {"obs": (n, self.obs_dim), "action": (n, self.action_dim), "reward": (n, 1),
+                    "next_obs": (n, self.obs_dim), "done": (n, 1)}
+        for k, shape in expected.items():
+            got = tuple(getattr(batch, k).shape)
+            if got != shape:
+                raise ValueError(f"replay buffer: field {k!r} has shape {got}, expected {shape}")
+
+    # --- reading ---
+    def __len__(self) -> int:
+        return self.size
+
+    def sample(self, batch_size: int, *, generator: torch.Generator | None = None) -> Batch:
+        """`batch_size` rows drawn uniformly with replacement."""
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        idx = torch.randint(0, self.size, (batch_size,), generator=generator, device=gen_device)
+        idx = idx.to(self.device)
+        return Batch(*(self._data[k][idx] for k in _FIELDS))
+
+    def sample_all(self) -> Batch:
+        """Copies of all stored rows, in storage order."""
+        return Batch(*(self._data[k][: self.size].clone() for k in _FIELDS))
+
+    # --- persistence (arrays, never pickled objects) ---
+    def state_dict(self) -> dict[str, Tensor | int]:
+        """The stored rows (first `size` only), the pointer and the capacity."""
+        state: dict[str, Tensor | int] = {k: self._data[k][: self.size].cpu().clone() for k in _FIELDS}
+        state.update(ptr=self.ptr, size=self.size, capacity=self.capacity)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Tensor | int | np.ndarray]) -> None:
+        """Restore rows and pointers saved by `state_dict` (capacity and sizes must match)."""
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(f"buffer capacity mismatch: saved {int(state['capacity'])}, "
+                             f"this buffer {self.capacity}")
+        size = int(state["size"])
+        for k in _FIELDS:
+            rows = torch.as_tensor(np.asarray(state[k]) if isinstance(state[k], np.ndarray)
+                                   else state[k], dtype=torch.float32)
+            if rows.shape[0] != size or rows.shape[1] != self._data[k].shape[1]:
+                raise ValueError(f"saved buffer field {k!r} has shape {tuple(rows.shape)}, expected "
+                                 f"({size}, {self._data[k].shape[1]})")
+            self._data[k][:size] = rows.to(self.device)
+        self.size, self.ptr = size, int(state["ptr"])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the buffer to an `.npz` file atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        arrays = {k: (v.numpy() if isinstance(v, Tensor) else np.asarray(v)) for k, v in state.items()}
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Restore a buffer written by `save`."""
+        try:
+            with np.load(Path(path)) as npz:
+                state = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+            raise ValueError(f"cannot read replay buffer file {path}: {err}; it may be truncated "
+                             "or from another program") from err
+        self.load_state_dict({k: (int(v) if v.ndim == 0 else v) for k, v in state.items()})

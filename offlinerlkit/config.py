@@ -1,0 +1,93 @@
+"""Configuration shared by the run scripts, defined once.
+
+A script composes its config from these frozen dataclasses by inheritance (`CommonConfig` for
+every script, `RunConfig` for policy training, `DynamicsOptions` where dynamics are trained) and
+adds its algorithm's fields. Field names keep the original scripts' spellings where they still
+mean something; `opt` records other accepted spellings (short forms, older names).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from offlinerlkit.utils.cli import opt
+
+
+def _chain_post_init(cls: type, obj: object) -> None:
+    """Run the next `__post_init__` in the MRO, so every mixed-in config validates its fields."""
+    nxt = getattr(super(cls, obj), "__post_init__", None)
+    if nxt is not None:
+        nxt()
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """Options every script has: task, data, seed, device, logging."""
+
+    task: str = opt("hopper-medium-v2", "D4RL task, e.g. hopper-medium-replay-v2")
+    seed: int = opt(0, "random seed (python, numpy, torch, simulator)")
+    dataset_path: Optional[str] = opt(
+        None, "explicit D4RL-format HDF5 file; default: D4RL_DATASET_DIR or ~/.d4rl/datasets"
+    )
+    algo_name: str = opt("", "name of the algorithm folder under log/<task>/ (default: the algorithm)")
+    exp_name: str = opt("", "free-form experiment name, recorded in hyper_param.json")
+    device: str = opt("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1, ...")
+    threads: Optional[int] = opt(None, "torch CPU threads (default: torch's choice)")
+    log_dir: str = opt("log", "root folder of run directories")
+    progress: bool = opt(True, "show progress bars")
+    track: bool = opt(False, "also log to Weights & Biases (needs `pip install wandb`)")
+    wandb_project_name: str = opt("cocoa-rl", "W&B project")
+    wandb_entity: Optional[str] = opt(None, "W&B entity (team or user)")
+    wandb_tags: tuple[str, ...] = opt((), "W&B tags")
+
+
+@dataclass(frozen=True)
+class RunConfig(CommonConfig):
+    """Options shared by all policy-training scripts."""
+
+    epoch: int = opt(1000, "number of epochs")
+    step_per_epoch: int = opt(1000, "gradient steps per epoch")
+    batch_size: int = opt(256, "minibatch size", "-bs")
+    eval_episodes: int = opt(10, "evaluation episodes after every epoch")
+    resume: Optional[str] = opt(None, "continue the run in this run directory from its last checkpoint")
+    checkpoint_freq: int = opt(50, "save a resumable checkpoint every this many epochs (and at the end)")
+    keep_checkpoints: int = opt(2, "number of checkpoints kept per run")
+
+    def __post_init__(self) -> None:
+        _chain_post_init(RunConfig, self)
+        for name in ("epoch", "step_per_epoch", "batch_size", "checkpoint_freq", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_episodes < 0:
+            raise ValueError(f"--eval_episodes must be >= 0, got {self.eval_episodes}")
+
+
+@dataclass(frozen=True)
+class DynamicsOptions:
+    """How a dynamics ensemble is built and trained (spec 3; the original's flag names)."""
+
+    dynamics_lr: float = opt(1e-3, "dynamics learning rate", "-dlr")
+    dynamics_hidden_dims: tuple[int, ...] = opt((200, 200, 200, 200), "ensemble hidden sizes", "-dhd")
+    dynamics_weight_decay: tuple[float, ...] = opt(
+        (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4),
+        "weight decay per layer (one per hidden layer, then the output layer)")
+    num_ensemble: int = opt(7, "ensemble members", "-ne", "--n_ensemble")
+    num_elites: int = opt(5, "elite members", "--n_elites")
+    holdout_ratio: float = opt(0.2, "fraction of the data held out (at most 1000 rows)", "-hr")
+    logvar_loss_coef: float = opt(0.01, "weight of the log-variance bound loss", "-llc")
+    max_epochs_since_update: int = opt(5, "stop after this many epochs without improvement", "-mesu")
+    dynamics_max_epochs: Optional[int] = opt(None, "cap on dynamics training epochs (none: patience only)")
+    dynamics_restore: Literal["every_epoch", "end"] = opt(
+        "every_epoch", "keep-best: COCOA's per-epoch reset (faithful) or upstream's restore at the end")
+
+    def __post_init__(self) -> None:
+        _chain_post_init(DynamicsOptions, self)
+        if len(self.dynamics_weight_decay) != len(self.dynamics_hidden_dims) + 1:
+            raise ValueError(
+                f"--dynamics_weight_decay needs {len(self.dynamics_hidden_dims) + 1} values (one per "
+                f"hidden layer, then the output layer), got {len(self.dynamics_weight_decay)}")
+        if not 1 <= self.num_elites <= self.num_ensemble:
+            raise ValueError(f"need 1 <= --num_elites <= --num_ensemble, got {self.num_elites} and "
+                             f"{self.num_ensemble}")
+        if not 0.0 < self.holdout_ratio < 1.0:
+            raise ValueError(f"--holdout_ratio must be in (0, 1), got {self.holdout_ratio}")

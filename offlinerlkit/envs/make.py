@@ -1,0 +1,105 @@
+"""`make_env`: a seeded gymnasium `-v4` MuJoCo environment for a D4RL task.
+
+Why `-v4`: D4RL recorded its data with gym's mujoco-py `-v2` environments, and gymnasium's `-v4`
+ones use the same models and rewards on the maintained `mujoco` bindings. `-v5` changes Walker2d's
+foot friction and stops paying the alive bonus on the step that falls, so it must not be used to
+score D4RL data (see `shared/spec/DATA.md`, Simulators).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from offlinerlkit.utils.tasks import TaskInfo, parse_task
+
+if TYPE_CHECKING:
+    import gymnasium
+
+logger = logging.getLogger(__name__)
+
+_INSTALL_HINT = 'pip install "gymnasium[mujoco]"'
+# gymnasium warns that every `-v4` id is out of date; `-v4` is chosen on purpose (module docstring).
+_V4_DEPRECATION = r".*The environment \w+-v4 is out of date"
+# MuJoCo >= 3 deprecates an attribute of gymnasium's half_cheetah.xml; nothing a user can act on.
+_KNOWN_MUJOCO_WARNING = "compiler attribute 'settotalmass' is deprecated"
+
+
+def make_env(task: str | TaskInfo, *, seed: int | None = None) -> gymnasium.Env:
+    """Build the evaluation environment of a D4RL MuJoCo task.
+
+    The environment is gymnasium's `-v4` class of the task's robot (`TaskInfo.gym_id`), cut at
+    `TaskInfo.max_episode_steps` (1000) steps, with float32 observations and a float32
+    `observation_space`. The outermost wrapper carries the `TaskInfo` (see `task_of`).
+
+    Seeding follows the evaluation protocol (seed once, then run episodes one after the other):
+    `seed` is passed to the first `reset()` that is not given a seed of its own, and later resets
+    continue the environment's random stream; the action space is seeded with `seed` too.
+
+    Args:
+        task: a D4RL task name such as `hopper-medium-v2`, or its parsed `TaskInfo`.
+        seed: seed of the first reset and of the action space; `None` leaves both unseeded.
+
+    Returns:
+        The wrapped gymnasium environment.
+
+    Raises:
+        TaskError: `task` is not a D4RL MuJoCo locomotion task.
+        ImportError: gymnasium or mujoco is not installed.
+    """
+    info = task if isinstance(task, TaskInfo) else parse_task(task)
+    try:
+        import gymnasium as gym
+        import mujoco
+    except ImportError as exc:
+        raise ImportError(
+            f"the {info.robot} simulator needs gymnasium's MuJoCo environments ({exc}): "
+            f"install them with `{_INSTALL_HINT}`"
+        ) from exc
+    from offlinerlkit.envs.wrappers import TaskEnv
+
+    with warnings.catch_warnings(), _mujoco_warnings_to_logging(mujoco):
+        warnings.filterwarnings("ignore", message=_V4_DEPRECATION, category=DeprecationWarning)
+        env = gym.make(info.gym_id, max_episode_steps=info.max_episode_steps)
+    env = TaskEnv(env, info, seed=seed)
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+@contextlib.contextmanager
+def _mujoco_warnings_to_logging(mujoco: ModuleType) -> Iterator[None]:
+    """Send MuJoCo's warnings to `logging` while the model compiles.
+
+    MuJoCo's default handler prints them and appends them to `MUJOCO_LOG.TXT` in the working
+    directory. The known `settotalmass` deprecation goes to DEBUG, anything else to WARNING. The
+    previous handler is restored afterwards.
+    """
+
+    def handler(message: str) -> None:
+        level = logging.DEBUG if _KNOWN_MUJOCO_WARNING in message else logging.WARNING
+        logger.log(level, "MuJoCo: %s", message)
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def task_of(env: gymnasium.Env) -> TaskInfo | None:
+    """The `TaskInfo` an environment was made for by `make_env`, or `None` for any other env.
+
+    Looks through any wrappers added on top of the one `make_env` returns.
+    """
+    current = env
+    while current is not None:
+        task = getattr(current, "task", None)
+        if isinstance(task, TaskInfo):
+            return task
+        current = getattr(current, "env", None)
+    return None

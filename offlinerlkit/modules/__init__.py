@@ -1,0 +1,1 @@
+"""Networks assembled into actors and critics."""

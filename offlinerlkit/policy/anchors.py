@@ -1,0 +1,144 @@
+"""Anchor plumbing for the policies: compute anchors once per distinct state batch, pass them in.
+
+COCOA's networks see a state `s` through its anchor `s~ = anchor(s)` (spec §5). The anchor is a
+deterministic, frozen function of `s` alone, so an update needs it once per *distinct* batch of
+states: `s`, `s'` and (MOBILE) the model's sampled next states. Repeated states (CQL's
+`num_repeat_actions` copies, max-Q backups) reuse those anchors through `repeat_interleave`.
+This replaces the original's shared STORE/REUSE/OFF handler (spec §5.4, §12.34): anchors are plain
+tensors computed here and handed to `actor(obs, anchor)` / `critics(obs, action, anchor)`.
+
+A plain (non-COCOA) network has an `IdentityEncoder` and gets `anchor=None`; its anchor function
+is `None` and nothing is computed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+#: A frozen, deterministic map from states `[N, S]` to their anchors `[N, S]`.
+AnchorFn = Callable[[Tensor], Tensor]
+
+__all__ = ["AnchorFn", "AnchorPair", "Anchors", "CountingAnchorFn", "check_anchor_wiring",
+           "repeat_rows"]
+
+
+def repeat_rows(anchor: Optional[Tensor], repeats: int) -> Optional[Tensor]:
+    """Anchors of `obs.repeat_interleave(repeats, 0)` from those of `obs` (None stays None).
+
+    Row `i` becomes rows `i*R .. i*R+R-1`, the layout of the original's
+    `obs.unsqueeze(1).repeat(1, R, 1).view(B * R, S)`.
+    """
+    return None if anchor is None else anchor.repeat_interleave(repeats, 0)
+
+
+class AnchorPair(NamedTuple):
+    """The anchors of one state batch for the actor and for the critics (`[N, S]` or None).
+
+    When both networks use the same anchor function the two fields are the same tensor.
+    """
+
+    actor: Optional[Tensor]
+    critic: Optional[Tensor]
+
+    def repeat_interleave(self, repeats: int) -> AnchorPair:
+        """Anchors of the states repeated `repeats` times each, row `i` -> rows `i*R .. i*R+R-1`.
+
+        This is the layout of `obs.repeat_interleave(R, 0)` (and of the original's
+        `obs.unsqueeze(1).repeat(1, R, 1).view(B * R, S)`). A shared tensor is repeated once.
+        """
+        actor = repeat_rows(self.actor, repeats)
+        critic = actor if self.critic is self.actor else repeat_rows(self.critic, repeats)
+        return AnchorPair(actor, critic)
+
+
+class Anchors:
+    """Computes the actor's and the critics' anchors of a state batch, without gradients.
+
+    `anchors(obs)` returns an `AnchorPair`: `(actor_fn(obs), critic_fn(obs))`, each computed under
+    `torch.no_grad()` and detached, or None for a network whose function is None (a plain
+    network). When `actor_fn is critic_fn` the function runs once and both fields hold the same
+    tensor (the original's two seekers are loaded from one file, so they are the same function
+    whenever the horizons agree).
+
+    Shapes: obs `[N, S]` -> anchors `[N, S]` (checked).
+
+    Args:
+        actor_fn: the actor's anchor function, or None for a plain actor.
+        critic_fn: the critics' (and value network's) anchor function, or None for plain critics.
+    """
+
+    def __init__(self, actor_fn: Optional[AnchorFn] = None,
+                 critic_fn: Optional[AnchorFn] = None) -> None:
+        self.actor_fn = actor_fn
+        self.critic_fn = critic_fn
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any network uses anchors (False for the plain algorithms)."""
+        return self.actor_fn is not None or self.critic_fn is not None
+
+    def __call__(self, obs: Tensor) -> AnchorPair:
+        actor = self._compute(self.actor_fn, obs)
+        if self.critic_fn is self.actor_fn:
+            return AnchorPair(actor, actor)
+        return AnchorPair(actor, self._compute(self.critic_fn, obs))
+
+    def actor(self, obs: Tensor) -> Optional[Tensor]:
+        """Only the actor's anchors of `obs` (acting, rollouts)."""
+        return self._compute(self.actor_fn, obs)
+
+    def critic(self, obs: Tensor) -> Optional[Tensor]:
+        """Only the critics' anchors of `obs`."""
+        return self._compute(self.critic_fn, obs)
+
+    @staticmethod
+    def _compute(fn: Optional[AnchorFn], obs: Tensor) -> Optional[Tensor]:
+        if fn is None:
+            return None
+        with torch.no_grad():
+            anchor = fn(obs).detach()
+        if anchor.shape != obs.shape:
+            raise ValueError(f"an anchor function must map [N, S] states to [N, S] anchors; got "
+                             f"{tuple(anchor.shape)} for input {tuple(obs.shape)}")
+        return anchor
+
+
+class CountingAnchorFn:
+    """Wraps an anchor function and counts its calls and rows (tests and benchmarks).
+
+    Attributes:
+        calls: number of calls since construction or the last `reset()`.
+        rows: total number of states anchored.
+    """
+
+    def __init__(self, fn: AnchorFn) -> None:
+        self.fn = fn
+        self.calls = 0
+        self.rows = 0
+
+    def __call__(self, obs: Tensor) -> Tensor:
+        self.calls += 1
+        self.rows += int(obs.shape[0])
+        return self.fn(obs)
+
+    def reset(self) -> None:
+        self.calls = 0
+        self.rows = 0
+
+
+def check_anchor_wiring(name: str, network: nn.Module, fn: Optional[AnchorFn]) -> None:
+    """Raise if `network`'s encoder and its anchor function disagree.
+
+    A network whose `encoder.uses_anchor` is True (`AnchorDeltaEncoder`) needs a function; one
+    without it (`IdentityEncoder`, or a module with no `encoder`) must get None, so no anchor is
+    computed for nothing.
+    """
+    uses_anchor = bool(getattr(getattr(network, "encoder", None), "uses_anchor", False))
+    if uses_anchor and fn is None:
+        raise ValueError(f"the {name} has an anchor encoder but no anchor function was given")
+    if not uses_anchor and fn is not None:
+        raise ValueError(f"the {name} ignores anchors (plain encoder) but an anchor function was "
+                         "given; pass None")

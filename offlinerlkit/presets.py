@@ -1,0 +1,100 @@
+"""Per-task hyper-parameters, with where each value comes from.
+
+Scripts apply these when the user did not give the flag (the config field is None); the values
+used are recorded in `hyper_param.json`. Only values that are published are listed; every other
+task uses the algorithm's default, which is not task-tuned.
+
+Sources:
+* `cocoa-repo`: the "suggested hypers" in the docstring of the original COCOA `run_mopo.py`
+  (and `run_anchor_seeker.py`), COCOA spec 9.7.
+* `mopo-paper-via-d3rlpy`: the MOPO paper's values for the random tasks, as d3rlpy lists them.
+* `mobile-paper`: the MOBILE paper's per-task values (shared/spec/DATA.md).
+* `cocoa-readme`: the commands of the original COCOA README.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+#: Version of this table; bump it whenever a value changes, so result tables can say which
+#: presets a run used.
+PRESETS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Hyper-parameter values for one algorithm on one task, and their source."""
+
+    values: Mapping[str, Any]
+    source: str
+
+
+def _table(source: str, rows: Mapping[str, tuple[Any, ...]], keys: tuple[str, ...]
+           ) -> dict[str, Preset]:
+    return {task: Preset(dict(zip(keys, row)), source) for task, row in rows.items()}
+
+
+_MOPO_KEYS = ("rollout_length", "penalty_coef")
+_MOBILE_KEYS = ("rollout_length", "penalty_coef")
+
+MOPO: dict[str, Preset] = {
+    **_table("cocoa-repo", {
+        "halfcheetah-medium": (5, 0.5), "hopper-medium": (5, 5.0), "walker2d-medium": (5, 0.5),
+        "halfcheetah-medium-replay": (5, 0.5), "hopper-medium-replay": (5, 2.5),
+        "walker2d-medium-replay": (1, 2.5), "halfcheetah-medium-expert": (5, 2.5),
+        "hopper-medium-expert": (5, 5.0), "walker2d-medium-expert": (1, 2.5),
+    }, _MOPO_KEYS),
+    **_table("mopo-paper-via-d3rlpy", {
+        "halfcheetah-random": (5, 0.5), "hopper-random": (5, 1.0), "walker2d-random": (1, 1.0),
+    }, _MOPO_KEYS),
+}
+
+MOBILE: dict[str, Preset] = _table("mobile-paper", {
+    "halfcheetah-random": (5, 0.5), "hopper-random": (5, 5.0), "walker2d-random": (5, 2.0),
+    "halfcheetah-medium": (5, 0.5), "walker2d-medium": (5, 0.5),
+    "halfcheetah-medium-replay": (5, 0.1), "hopper-medium-replay": (5, 0.1),
+    "walker2d-medium-replay": (1, 0.5), "halfcheetah-medium-expert": (5, 2.0),
+    "hopper-medium-expert": (5, 1.5), "walker2d-medium-expert": (1, 1.5),
+}, _MOBILE_KEYS)
+MOBILE["hopper-medium"] = Preset({"rollout_length": 5, "penalty_coef": 1.5, "auto_alpha": False},
+                                 "mobile-paper")
+
+#: The same values for every D4RL MuJoCo task (not task-tuned).
+CQL_ALL = Preset({"cql_weight": 5.0, "temperature": 1.0}, "cocoa-repo (all D4RL-Gym tasks)")
+IQL_ALL = Preset({"expectile": 0.7, "temperature": 3.0}, "cocoa-repo (all D4RL-Gym tasks)")
+ANCHOR_SEEKER_ALL = Preset({"rollout_length": 5, "scale_coef": 0.8, "noise_coef": 0.1},
+                           "cocoa-readme (all tasks)")
+
+TABLES: dict[str, dict[str, Preset]] = {"mopo": MOPO, "mobile": MOBILE}
+
+
+def task_key(task: str) -> str:
+    """`hopper-medium-replay-v2` -> `hopper-medium-replay` (presets hold for every version)."""
+    head, _, version = task.strip().lower().rpartition("-")
+    return head if version.startswith("v") and version[1:].isdigit() else task.strip().lower()
+
+
+def preset_for(algo: str, task: str) -> Optional[Preset]:
+    """The published preset of `algo` for `task`, or None when the defaults apply."""
+    return TABLES.get(algo, {}).get(task_key(task))
+
+
+def resolve(algo: str, task: str, given: Mapping[str, Any], defaults: Mapping[str, Any]
+            ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Fill the fields left as None in `given`: the task's preset first, then `defaults`.
+
+    Returns the resolved values and, per field, where its value came from (`flag`, the preset's
+    source, or `default`), for the run record.
+    """
+    preset = preset_for(algo, task)
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name, default in defaults.items():
+        if given.get(name) is not None:
+            values[name], origin[name] = given[name], "flag"
+        elif preset is not None and name in preset.values:
+            values[name], origin[name] = preset.values[name], f"preset:{preset.source}"
+        else:
+            values[name], origin[name] = default, "default"
+    return values, origin

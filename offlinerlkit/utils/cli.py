@@ -1,0 +1,156 @@
+"""A command line generated from a config dataclass.
+
+Each field of the dataclass becomes a `--<name>` flag; `opt(...)` attaches the help text and the
+original scripts' other spellings (short forms such as `-ldp`, or older names such as
+`--n_ensemble`), so commands written for the paper's code keep working. Booleans accept the
+original's forms: a bare `--flag` means True, `--flag True/False/1/0/yes/no` sets the value.
+
+Only the run scripts call `parse_config`; library code takes typed arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+
+
+def opt(default: Any = dataclasses.MISSING, help: str = "", *aliases: str, **kwargs: Any) -> Any:
+    """A dataclass field with CLI help text and extra flag spellings.
+
+    Args:
+        default: the default value (lists and dicts are wrapped in a default factory).
+        help: one line shown by `--help`.
+        *aliases: other accepted flags, e.g. `"-ldp"` or `"--n_ensemble"`.
+        **kwargs: passed on to `dataclasses.field`.
+    """
+    metadata = {"help": help, "aliases": tuple(aliases)}
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata,
+                                 **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def str2bool(text: str) -> bool:
+    """Parse a boolean the way the original scripts' `strtobool` did."""
+    value = str(text).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0/yes/no), got {text!r}")
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = get_origin(tp)
+    if origin is Union or (hasattr(types, "UnionType") and origin is types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _none_or(parse: Any) -> Any:
+    def convert(text: str) -> Any:
+        return None if str(text).lower() == "none" else parse(text)
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any) -> None:
+    flags = [f"--{f.name}", *f.metadata.get("aliases", ())]
+    help_text = f.metadata.get("help", "")
+    default = (f.default if f.default is not dataclasses.MISSING
+               else f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+               else None)
+    kwargs: dict[str, Any] = {"dest": f.name, "default": default}
+    base, optional = _unwrap_optional(tp)
+    origin = get_origin(base)
+    if base is bool:
+        kwargs.update(nargs="?", const=True, type=str2bool, metavar="BOOL")
+    elif origin is Literal:
+        choices = list(get_args(base))
+        kwargs.update(type=_none_or(type(choices[0])) if optional else type(choices[0]),
+                      choices=choices + ([None] if optional else []))
+    elif origin in (list, tuple, typing.List, typing.Tuple, Sequence):  # noqa: UP006
+        item = get_args(base)[0] if get_args(base) else str
+        kwargs.update(nargs="*", type=item)
+    elif base in (int, float, str):
+        kwargs.update(type=_none_or(base) if optional else base)
+    else:
+        raise TypeError(f"config field {f.name!r} has a type the CLI cannot parse: {tp!r}")
+    shown = "none" if default is None else default
+    kwargs["help"] = f"{help_text} (default: {shown})".strip()
+    parser.add_argument(*flags, **kwargs)
+
+
+def build_parser(config_cls: type, *, description: str | None = None) -> argparse.ArgumentParser:
+    """Build an argparse parser with one flag per field of the dataclass `config_cls`."""
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"{config_cls!r} is not a dataclass")
+    doc = (config_cls.__doc__ or "").strip().splitlines()
+    parser = argparse.ArgumentParser(description=description or (doc[0] if doc else None))
+    hints = get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if f.init:
+            _add_field(parser, f, hints[f.name])
+    return parser
+
+
+def parse_config(config_cls: type[T], argv: Sequence[str] | None = None) -> T:
+    """Parse `argv` (default: `sys.argv[1:]`) into an instance of `config_cls`.
+
+    Lists given on the command line are stored as tuples when the field is a tuple type, so the
+    result stays hashable for frozen configs.
+    """
+    parser = build_parser(config_cls)
+    namespace = parser.parse_args(argv)
+    hints = get_type_hints(config_cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(config_cls):
+        if not f.init:
+            continue
+        value = getattr(namespace, f.name)
+        base, _ = _unwrap_optional(hints[f.name])
+        if get_origin(base) in (tuple, typing.Tuple) and isinstance(value, list):  # noqa: UP006
+            value = tuple(value)
+        values[f.name] = value
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
+        raise  # unreachable: parser.error exits
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-friendly dict of a (possibly nested) config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(config_cls: type[T], data: dict[str, Any], *, strict: bool = False) -> T:
+    """Rebuild a config from a dict such as `record/hyper_param.json`.
+
+    Unknown keys are ignored unless `strict`; lists are turned back into tuples for tuple fields.
+    """
+    hints = get_type_hints(config_cls)
+    names = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    unknown = set(data) - names
+    if strict and unknown:
+        raise ValueError(f"unknown config keys for {config_cls.__name__}: {sorted(unknown)}")
+    values: dict[str, Any] = {}
+    for name in names & set(data):
+        value = data[name]
+        base, _ = _unwrap_optional(hints[name])
+        if get_origin(base) in (tuple, typing.Tuple) and isinstance(value, list):  # noqa: UP006
+            value = tuple(value)
+        values[name] = value
+    return config_cls(**values)

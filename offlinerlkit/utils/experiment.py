@@ -1,0 +1,181 @@
+"""Set-up steps every run script shares: device, seeding, data, environment, run directory.
+
+These helpers take explicit arguments (a script passes its config's fields); they exist so the
+scripts stay a config plus a short `main` without repeating the same twenty lines.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import numpy as np
+import torch
+
+from offlinerlkit.config import CommonConfig, RunConfig
+from offlinerlkit.types import EnvSpec
+from offlinerlkit.utils.cli import config_from_dict, config_to_dict
+from offlinerlkit.utils.logger import Logger
+from offlinerlkit.utils.run_dir import RunDir
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=RunConfig)
+
+#: Name of the resolved configuration file inside `<run>/record/`.
+HYPER_PARAM_FILE = "hyper_param.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` means CUDA when available, else CPU; anything else is checked to exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name} asked for CUDA, but torch sees no GPU here; "
+                           "use --device cpu (or auto)")
+    return device
+
+
+def configure_threads(threads: Optional[int]) -> None:
+    """Limit torch's intra-op CPU threads when asked (the original set OMP_NUM_THREADS=1)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def read_hyper_params(run_path: str | Path) -> dict[str, Any]:
+    """The `record/hyper_param.json` of a run directory."""
+    path = Path(run_path) / "record" / HYPER_PARAM_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path} does not exist: {run_path} is not a run directory written "
+                                "by this project") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the run directory is damaged") from err
+
+
+def resume_config(config: C) -> C:
+    """The configuration a run was started with, for `--resume <run_dir>`.
+
+    The saved `hyper_param.json` wins over the command line, except for `--epoch` (so a finished
+    run can be extended), `--device`, `--threads` and `--progress`.
+    """
+    assert config.resume is not None
+    saved = read_hyper_params(config.resume).get("config")
+    if not isinstance(saved, dict):
+        raise ValueError(f"{config.resume}/record/{HYPER_PARAM_FILE} has no 'config' entry; "
+                         "it was not written by this project's scripts")
+    restored = config_from_dict(type(config), saved)
+    return dataclasses.replace(restored, resume=config.resume, epoch=config.epoch,
+                               device=config.device, threads=config.threads,
+                               progress=config.progress)
+
+
+def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | None = None,
+             extra_record: Mapping[str, Any] | None = None) -> tuple[RunDir, Logger]:
+    """Create (or, with `config.resume`, reopen) the run directory and its logger.
+
+    A new run writes `record/hyper_param.json` with the full configuration under `config`
+    plus `extra_record` (derived sizes, data source, versions). A resumed run keeps its file.
+    """
+    resume = getattr(config, "resume", None)
+    if resume:
+        run_dir = RunDir.open(resume)
+    else:
+        run_dir = RunDir.create(config.log_dir, task=config.task,
+                                algo=config.algo_name or algo, seed=config.seed, tags=tags)
+    wandb = None
+    if config.track:
+        wandb = {"project": config.wandb_project_name, "entity": config.wandb_entity,
+                 "tags": list(config.wandb_tags), "name": run_dir.path.name,
+                 "config": config_to_dict(config)}
+    logger = Logger(run_dir, backends=("console", "csv", "tensorboard") + (("wandb",) if wandb else ()),
+                    wandb=wandb)
+    if not resume:
+        logger.write_hyper_params({"config": config_to_dict(config), **(extra_record or {})})
+    logger.info(f"run directory: {run_dir.path}")
+    return run_dir, logger
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that decide the numbers, for the run record."""
+    import gymnasium
+    import mujoco
+
+    return {"torch": torch.__version__, "numpy": np.__version__,
+            "gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__}
+
+
+def load_task_data(task: str, dataset_path: Optional[str]) -> tuple[dict[str, np.ndarray], str]:
+    """The task's transition dict and a description of where it came from (for the record)."""
+    from offlinerlkit.datasets import find_dataset, load_from_source
+
+    source = find_dataset(task, dataset_path=dataset_path)
+    return load_from_source(source), source.description
+
+
+def run_policy_training(
+    cfg: RunConfig,
+    *,
+    algo: str,
+    build_policy: Callable[[EnvSpec, torch.device], Any],
+    dataset: Optional[Mapping[str, np.ndarray]] = None,
+    env: Any = None,
+    transform: Optional[Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]] = None,
+    trainer_cls: Optional[type] = None,
+    trainer_kwargs: Optional[Mapping[str, Any]] = None,
+    tags: Optional[Mapping[str, object]] = None,
+    extra_record: Optional[Mapping[str, Any]] = None,
+) -> Path:
+    """The body every policy script shares: seed, data, env, policy, run directory, train.
+
+    Order: threads and device, `set_seed(cfg.seed)` (before any network is built), the dataset
+    (the task's own unless `dataset` is given; `transform` applied, e.g. reward scaling), the
+    evaluation env (seeded once), `build_policy(spec, device)`, the run directory and logger,
+    the trainer (`trainer_cls`, default `MFPolicyTrainer`), resume when `cfg.resume`, training.
+
+    Returns:
+        The run directory.
+    """
+    from offlinerlkit.buffer.replay_buffer import ReplayBuffer
+    from offlinerlkit.envs import make_env
+    from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
+    from offlinerlkit.utils.seeding import set_seed
+    from offlinerlkit.utils.tasks import parse_task
+
+    configure_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    task = parse_task(cfg.task)
+    set_seed(cfg.seed)
+    source = "given in memory"
+    if dataset is None:
+        dataset, source = load_task_data(cfg.task, cfg.dataset_path)
+    if transform is not None:
+        dataset = transform(dataset)
+    spec = EnvSpec.from_transitions(dataset)
+    if (spec.obs_dim, spec.action_dim) != (task.obs_dim, task.action_dim):
+        raise ValueError(f"the dataset has observation/action sizes {spec.obs_dim}/{spec.action_dim} "
+                         f"but {task.name} has {task.obs_dim}/{task.action_dim}; pass the task's data")
+    env = env if env is not None else make_env(task, seed=cfg.seed)
+    policy = build_policy(spec, device)
+    buffer = ReplayBuffer.from_transitions(dataset, device=device)
+    run_dir, logger = open_run(cfg, algo=algo, tags=tags, extra_record={
+        "env_spec": dataclasses.asdict(spec), "dataset_source": source,
+        "num_transitions": len(buffer), "device": str(device), "versions": software_versions(),
+        **(extra_record or {})})
+    trainer = (trainer_cls or MFPolicyTrainer)(
+        policy, buffer=buffer, logger=logger, run_dir=run_dir, env=env, task=task,
+        epochs=cfg.epoch, step_per_epoch=cfg.step_per_epoch, batch_size=cfg.batch_size,
+        eval_episodes=cfg.eval_episodes, checkpoint_freq=cfg.checkpoint_freq,
+        keep_checkpoints=cfg.keep_checkpoints, progress=cfg.progress, **(trainer_kwargs or {}))
+    with logger:
+        if cfg.resume:
+            trainer.resume()
+        trainer.train()
+    return run_dir.path

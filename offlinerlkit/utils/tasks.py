@@ -1,0 +1,119 @@
+"""D4RL task names: parsing, sizes, cache file names, simulator ids and normalised scores.
+
+A D4RL MuJoCo task name is `<robot>-<level>-<version>`, e.g. `hopper-medium-replay-v2`.
+The reference returns are D4RL's own (`REF_MIN_SCORE` / `REF_MAX_SCORE`); they are the same for
+every level and version of a robot.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ROBOTS: dict[str, dict[str, object]] = {
+    "halfcheetah": {"obs_dim": 17, "action_dim": 6, "gym_id": "HalfCheetah-v4",
+                    "ref_min": -280.178953, "ref_max": 12135.0},
+    "hopper": {"obs_dim": 11, "action_dim": 3, "gym_id": "Hopper-v4",
+               "ref_min": -20.272305, "ref_max": 3234.3},
+    "walker2d": {"obs_dim": 17, "action_dim": 6, "gym_id": "Walker2d-v4",
+                 "ref_min": 1.629008, "ref_max": 4592.3},
+}
+LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay")
+VERSIONS = ("v0", "v1", "v2")
+#: Episodes in D4RL locomotion data and evaluation are cut at this many steps.
+MAX_EPISODE_STEPS = 1000
+
+_TASK_RE = re.compile(r"^(?P<robot>[a-z0-9]+)-(?P<level>[a-z-]+)-(?P<version>v\d+)$")
+
+
+class TaskError(ValueError):
+    """Raised for a task name that is not a supported D4RL MuJoCo locomotion task."""
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Everything the project derives from a D4RL task name.
+
+    Attributes:
+        name: the full task name, e.g. `hopper-medium-replay-v2`.
+        robot: `halfcheetah`, `hopper` or `walker2d`.
+        level: `random`, `medium`, `expert`, `medium-replay`, `medium-expert` or `full-replay`.
+        version: `v0`, `v1` or `v2`.
+        obs_dim, action_dim: observation and action sizes.
+        gym_id: the gymnasium environment used to evaluate (`-v4`, same model and reward as D4RL's).
+        d4rl_file_name: the HDF5 file name the `d4rl` package caches the data under.
+        ref_min_score, ref_max_score: D4RL's reference returns for the normalised score.
+        max_episode_steps: episode time limit (1000).
+    """
+
+    name: str
+    robot: str
+    level: str
+    version: str
+    obs_dim: int
+    action_dim: int
+    gym_id: str
+    d4rl_file_name: str
+    ref_min_score: float
+    ref_max_score: float
+    max_episode_steps: int = MAX_EPISODE_STEPS
+
+    def normalized_score(self, raw_return: float) -> float:
+        """D4RL normalised score in percent: `100 * (R - min) / (max - min)`."""
+        return normalized_score(self.robot, raw_return)
+
+
+def d4rl_file_name(robot: str, level: str, version: str) -> str:
+    """The file name D4RL downloads a task to (the last part of its URL).
+
+    v1/v2: `<robot>_<level with '-' -> '_'>-<version>.hdf5`; v0 has no version suffix and calls
+    medium-replay `mixed` (and walker2d's v0 mixed file `walker_mixed.hdf5`).
+    """
+    if version == "v0":
+        if level == "medium-replay":
+            return "walker_mixed.hdf5" if robot == "walker2d" else f"{robot}_mixed.hdf5"
+        return f"{robot}_{level.replace('-', '_')}.hdf5"
+    return f"{robot}_{level.replace('-', '_')}-{version}.hdf5"
+
+
+def parse_task(name: str) -> TaskInfo:
+    """Parse a D4RL MuJoCo task name, raising `TaskError` with the accepted forms if it is not one."""
+    match = _TASK_RE.match(name.strip().lower()) if isinstance(name, str) else None
+    if match is None or match["robot"] not in ROBOTS or match["level"] not in LEVELS or (
+        match["version"] not in VERSIONS
+    ):
+        raise TaskError(
+            f"unknown task {name!r}: expected '<robot>-<level>-<version>' with robot in "
+            f"{sorted(ROBOTS)}, level in {list(LEVELS)} and version in {list(VERSIONS)}, "
+            "e.g. 'hopper-medium-replay-v2'"
+        )
+    robot, level, version = match["robot"], match["level"], match["version"]
+    if level == "full-replay" and version == "v0":
+        raise TaskError(f"unknown task {name!r}: full-replay exists only for v1 and v2")
+    info = ROBOTS[robot]
+    return TaskInfo(
+        name=f"{robot}-{level}-{version}",
+        robot=robot,
+        level=level,
+        version=version,
+        obs_dim=int(info["obs_dim"]),
+        action_dim=int(info["action_dim"]),
+        gym_id=str(info["gym_id"]),
+        d4rl_file_name=d4rl_file_name(robot, level, version),
+        ref_min_score=float(info["ref_min"]),
+        ref_max_score=float(info["ref_max"]),
+    )
+
+
+def robot_of(name: str) -> str:
+    """The robot of a task name (`hopper-medium-v2` -> `hopper`), raising `TaskError` if unknown."""
+    robot = name.strip().lower().split("-")[0] if isinstance(name, str) else None
+    if robot not in ROBOTS:
+        raise TaskError(f"unknown robot in task {name!r}: expected one of {sorted(ROBOTS)}")
+    return robot
+
+
+def normalized_score(robot: str, raw_return: float) -> float:
+    """D4RL normalised score in percent for `robot` (a robot name or any task name of it)."""
+    info = ROBOTS[robot_of(robot)]
+    lo, hi = float(info["ref_min"]), float(info["ref_max"])
+    return 100.0 * (float(raw_return) - lo) / (hi - lo)

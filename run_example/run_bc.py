@@ -1,0 +1,48 @@
+"""Behaviour cloning on a D4RL task (the BC baseline).
+
+    python run_example/run_bc.py --task hopper-medium-v2 --seed 0
+    python run_example/run_bc.py --resume log/hopper-medium-v2/bc/seed_0_<time> --epoch 2000
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from offlinerlkit.config import RunConfig
+from offlinerlkit.modules.actor import DeterministicActor
+from offlinerlkit.nets.mlp import MLP
+from offlinerlkit.policy.bc import BCPolicy
+from offlinerlkit.types import EnvSpec
+from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.experiment import resume_config, run_policy_training
+
+
+@dataclass(frozen=True)
+class BCConfig(RunConfig):
+    """Behaviour cloning (OfflineRL-Kit defaults)."""
+
+    hidden_dims: tuple[int, ...] = opt((256, 256), "actor hidden sizes", "-hd")
+    actor_lr: float = opt(1e-4, "actor learning rate", "-aclr")
+
+
+def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
+         env: Any = None) -> Path:
+    """Train BC; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
+    if cfg.resume:
+        cfg = resume_config(cfg)
+
+    def build(spec: EnvSpec, device: torch.device) -> BCPolicy:
+        actor = DeterministicActor(MLP(spec.obs_dim, cfg.hidden_dims), spec.action_dim,
+                                   max_action=spec.max_action)
+        return BCPolicy(actor, torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr), device=device)
+
+    return run_policy_training(cfg, algo="bc", build_policy=build, dataset=dataset, env=env)
+
+
+if __name__ == "__main__":
+    main(parse_config(BCConfig))
