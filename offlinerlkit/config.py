@@ -91,3 +91,42 @@ class DynamicsOptions:
                              f"{self.num_ensemble}")
         if not 0.0 < self.holdout_ratio < 1.0:
             raise ValueError(f"--holdout_ratio must be in (0, 1), got {self.holdout_ratio}")
+
+
+@dataclass(frozen=True)
+class SACOptions:
+    """Actor-critic options shared by CQL, MOPO and MOBILE (the original's flag names)."""
+
+    hidden_dims: Optional[tuple[int, ...]] = opt(
+        None, "actor/critic backbone sizes (default: the algorithm's)", "-hd")
+    actor_lr: float = opt(1e-4, "actor learning rate", "-aclr")
+    critic_lr: float = opt(3e-4, "critic learning rate", "-clr")
+    gamma: float = opt(0.99, "discount")
+    tau: float = opt(0.005, "target network Polyak rate")
+    alpha: float = opt(0.2, "entropy weight when --auto_alpha is off")
+    auto_alpha: Optional[bool] = opt(None, "learn the entropy weight (default: on, unless the task preset says off)")
+    target_entropy: Optional[float] = opt(None, "entropy target of auto-alpha (default: -action_dim)")
+    alpha_lr: float = opt(1e-4, "learning rate of the entropy weight")
+    layernorm: bool = opt(False, "LayerNorm in the actor/critic backbones", "-ln")
+
+    def sac_kwargs(self, auto_alpha: bool) -> dict[str, object]:
+        """The `SACPolicy` keyword arguments these options give."""
+        return {"actor_lr": self.actor_lr, "critic_lr": self.critic_lr, "gamma": self.gamma,
+                "tau": self.tau, "alpha": self.alpha, "auto_alpha": auto_alpha,
+                "target_entropy": self.target_entropy, "alpha_lr": self.alpha_lr}
+
+
+@dataclass(frozen=True)
+class ModelRolloutOptions:
+    """Model-rollout options of MOPO and MOBILE (spec 8.2)."""
+
+    load_dynamics_path: Optional[str] = opt(
+        None, "trained forward dynamics (a run folder, its model/ or a checkpoint folder); "
+        "without it the script trains the dynamics, saves them to model/ and stops", "-ldp")
+    rollout_augmentation: bool = opt(True, "mix model rollouts into the batches", "-ra")
+    rollout_freq: int = opt(1000, "gradient steps between model rollouts", "-rf")
+    rollout_batch_size: int = opt(50000, "start states per model rollout", "-rbs")
+    rollout_length: Optional[int] = opt(None, "model rollout horizon (default: task preset, else 1)", "-rl")
+    model_retain_epochs: int = opt(5, "rollouts kept in the model buffer")
+    real_ratio: float = opt(0.05, "fraction of dataset rows in each batch", "-rr")
+    penalty_coef: Optional[float] = opt(None, "uncertainty penalty (default: task preset, else the algorithm's)", "-pc")

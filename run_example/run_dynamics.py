@@ -10,7 +10,6 @@ same forward model.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +18,8 @@ from typing import Literal, Optional
 import numpy as np
 
 from offlinerlkit.config import CommonConfig, DynamicsOptions
-from offlinerlkit.dynamics.termination_fns import get_termination_fn
-from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
-from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import (
-    configure_threads,
-    load_task_data,
-    open_run,
-    resolve_device,
-    software_versions,
-)
-from offlinerlkit.utils.seeding import set_seed
-from offlinerlkit.utils.tasks import parse_task
+from offlinerlkit.utils.experiment import run_dynamics_training
 
 
 @dataclass(frozen=True)
@@ -43,27 +31,9 @@ class DynamicsRunConfig(CommonConfig, DynamicsOptions):
 
 def main(cfg: DynamicsRunConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None) -> Path:
     """Train and save the dynamics; returns the run directory."""
-    configure_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    task = parse_task(cfg.task)
-    set_seed(cfg.seed)
-    source = "given in memory"
-    if dataset is None:
-        dataset, source = load_task_data(cfg.task, cfg.dataset_path)
-    spec = EnvSpec.from_transitions(dataset)
-    termination_fn = get_termination_fn(task.name) if cfg.direction == "forward" else None
-    dynamics = build_dynamics(cfg, spec, direction=cfg.direction, termination_fn=termination_fn,
-                              device=device)
     algo = "dynamics" if cfg.direction == "forward" else "reverse_dynamics"
-    run_dir, logger = open_run(cfg, algo=algo, extra_record={
-        "env_spec": dataclasses.asdict(spec), "dataset_source": source,
-        "num_transitions": int(dataset["observations"].shape[0]), "device": str(device),
-        "versions": software_versions()})
-    with logger:
-        train_dynamics(dynamics, dataset, options=cfg, run_dir=run_dir, logger=logger,
-                       task=task.name, metadata={"dataset_source": source},
-                       progress=cfg.progress)
-    return run_dir.path
+    return run_dynamics_training(cfg, algo=algo, direction=cfg.direction,
+                                 dataset=dataset)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
-"""Every `python run_example/...` command in README.md runs, shortened, on simulator-made data."""
+"""Every `python run_example/...` command in README.md runs, in order, shortened, on simulator data.
+
+Commands run as a user would type them (from a fresh working directory, with the task's file in
+`D4RL_DATASET_DIR`); flags that only shorten the run are appended (argparse keeps the last
+value), and a `<time>` placeholder in a path is resolved to the run folder an earlier command made.
+"""
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shlex
@@ -8,16 +14,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from sim_data import write_task_file
 
 ROOT = Path(__file__).resolve().parents[1]
-# Flags appended to each README command so it finishes in seconds (later flags win in argparse).
+FAST = ["--epoch", "1", "--step_per_epoch", "2", "--eval_episodes", "1", "--batch_size", "16"]
+TINY_DYNAMICS = ["--dynamics_max_epochs", "2", "--dynamics_hidden_dims", "16", "16",
+                 "--dynamics_weight_decay", "0", "0", "0", "--n_ensemble", "3", "--n_elites", "2"]
 SHORTEN = {
-    "run_bc.py": ["--epoch", "1", "--step_per_epoch", "2", "--eval_episodes", "1",
-                  "--batch_size", "8", "--hidden_dims", "16", "16"],
-    "run_dynamics.py": ["--dynamics_max_epochs", "2", "--dynamics_hidden_dims", "16", "16",
-                        "--dynamics_weight_decay", "0", "0", "0"],
+    "run_bc.py": FAST + ["--hidden_dims", "16", "16"],
+    "run_cql.py": FAST + ["--hidden_dims", "16", "16", "--num_repeat_actions", "2"],
+    "run_iql.py": FAST + ["--hidden_dims", "16", "16"],
+    "run_mopo.py": FAST + ["--hidden_dims", "16", "16", "--rollout_batch_size", "32"] + TINY_DYNAMICS,
+    "run_mobile.py": FAST + ["--hidden_dims", "16", "16", "--rollout_batch_size", "32"] + TINY_DYNAMICS,
+    "run_dynamics.py": TINY_DYNAMICS,
 }
 
 
@@ -28,22 +37,33 @@ def readme_commands() -> list[str]:
     return [ln for ln in lines if ln.startswith("python run_example/")]
 
 
-def test_readme_lists_script_commands() -> None:
-    assert readme_commands(), "README.md has no `python run_example/...` command"
+def _resolve_placeholders(arg: str, cwd: Path) -> str:
+    if "<time>" not in arg:
+        return arg
+    matches = sorted(glob.glob(str(cwd / arg.replace("<time>", "*"))))
+    assert matches, f"no run folder matches {arg}: the README command before it should make one"
+    return matches[-1]
 
 
-@pytest.mark.parametrize("command", readme_commands())
-def test_readme_command_runs(command: str, tmp_path: Path) -> None:
-    argv = shlex.split(command)
-    script = Path(argv[1]).name
-    assert script in SHORTEN, f"add shortening flags for {script} to this test"
-    task = argv[argv.index("--task") + 1]
-    data_dir = tmp_path / "d4rl"
-    write_task_file(data_dir, task)
-    env = {**os.environ, "D4RL_DATASET_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    full = [sys.executable, str(ROOT / argv[1]), *argv[2:], *SHORTEN[script],
-            "--device", "cpu", "--progress", "False"]
-    proc = subprocess.run(full, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = list((tmp_path / "log" / task).glob("*/seed_*"))
-    assert runs and all((r / "record" / "hyper_param.json").is_file() for r in runs)
+def test_readme_commands_run_in_order(tmp_path: Path) -> None:
+    commands = readme_commands()
+    assert len(commands) >= 6, "README.md lost its `python run_example/...` commands"
+    env = {**os.environ, "D4RL_DATASET_DIR": str(tmp_path / "d4rl"), "PYTHONUNBUFFERED": "1"}
+    made: set[str] = set()
+    for command in commands:
+        argv = shlex.split(command)
+        script = Path(argv[1]).name
+        assert script in SHORTEN, f"add shortening flags for {script} to this test"
+        task = argv[argv.index("--task") + 1]
+        if task not in made:
+            write_task_file(tmp_path / "d4rl", task, num_steps=800)
+            made.add(task)
+        args = [_resolve_placeholders(a, tmp_path) for a in argv[2:]]
+        full = [sys.executable, str(ROOT / argv[1]), *args, *SHORTEN[script],
+                "--device", "cpu", "--progress", "False"]
+        proc = subprocess.run(full, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, f"{command}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+    runs = list((tmp_path / "log").glob("*/*/seed_*"))
+    assert len(runs) == len(commands)
+    assert all((r / "record" / "hyper_param.json").is_file() for r in runs)

@@ -179,3 +179,43 @@ def run_policy_training(
             trainer.resume()
         trainer.train()
     return run_dir.path
+
+
+def run_dynamics_training(
+    cfg: Any,
+    *,
+    algo: str,
+    direction: str = "forward",
+    dataset: Optional[Mapping[str, np.ndarray]] = None,
+    tags: Optional[Mapping[str, object]] = None,
+) -> Path:
+    """Train a dynamics ensemble in a new run directory (`cfg`: `CommonConfig` + `DynamicsOptions`).
+
+    Used by `run_dynamics.py` and by `run_mopo.py`/`run_mobile.py` without
+    `--load_dynamics_path`, which train the forward model, save it to `model/` and stop.
+    """
+    from offlinerlkit.dynamics.termination_fns import get_termination_fn
+    from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
+    from offlinerlkit.utils.seeding import set_seed
+    from offlinerlkit.utils.tasks import parse_task
+
+    configure_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    task = parse_task(cfg.task)
+    set_seed(cfg.seed)
+    source = "given in memory"
+    if dataset is None:
+        dataset, source = load_task_data(cfg.task, cfg.dataset_path)
+    spec = EnvSpec.from_transitions(dataset)
+    termination_fn = get_termination_fn(task.name) if direction == "forward" else None
+    dynamics = build_dynamics(cfg, spec, direction=direction,  # type: ignore[arg-type]
+                              termination_fn=termination_fn, device=device)
+    run_dir, logger = open_run(cfg, algo=algo, tags=tags, extra_record={
+        "stage": f"{direction} dynamics", "env_spec": dataclasses.asdict(spec),
+        "dataset_source": source, "num_transitions": int(dataset["observations"].shape[0]),
+        "device": str(device), "versions": software_versions()})
+    with logger:
+        train_dynamics(dynamics, dataset, options=cfg, run_dir=run_dir, logger=logger,
+                       task=task.name, metadata={"dataset_source": source}, progress=cfg.progress)
+        logger.info(f"load these dynamics with --load_dynamics_path {run_dir.model}")
+    return run_dir.path

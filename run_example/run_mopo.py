@@ -1,0 +1,89 @@
+"""MOPO on a D4RL task: train the forward dynamics first, then the policy on model rollouts.
+
+    python run_example/run_mopo.py --task hopper-medium-v2 --seed 0
+    python run_example/run_mopo.py --task hopper-medium-v2 --load_dynamics_path <dynamics run>/model --seed 0
+
+Without `--load_dynamics_path` the script trains the forward dynamics, saves them to the run's
+`model/` folder and stops (the paper's workflow). `--rollout_length` and `--penalty_coef` default
+to the task's published values (`offlinerlkit/presets.py`), else 1 and 2.5.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingLR
+
+from offlinerlkit.config import DynamicsOptions, ModelRolloutOptions, RunConfig, SACOptions
+from offlinerlkit.dynamics.io import load_dynamics
+from offlinerlkit.dynamics.termination_fns import get_termination_fn
+from offlinerlkit.modules.build import build_critics, build_tanh_actor
+from offlinerlkit.policy.mopo import MOPOPolicy
+from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
+from offlinerlkit.presets import resolve
+from offlinerlkit.types import EnvSpec
+from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.experiment import (
+    resolve_device,
+    resume_config,
+    run_dynamics_training,
+    run_policy_training,
+)
+from offlinerlkit.utils.tasks import parse_task
+
+
+@dataclass(frozen=True)
+class MOPOConfig(RunConfig, SACOptions, ModelRolloutOptions, DynamicsOptions):
+    """MOPO (OfflineRL-Kit defaults; spec 9.5)."""
+
+    task: str = opt("walker2d-medium-expert-v2", "D4RL task, e.g. hopper-medium-replay-v2")
+    seed: int = opt(1, "random seed (python, numpy, torch, simulator)")
+    epoch: int = opt(3000, "number of epochs")
+    uncertainty_mode: Literal["aleatoric", "pairwise-diff", "ensemble_std"] = opt(
+        "aleatoric", "uncertainty u(s, a) of the reward penalty r - lambda u", "-um")
+
+
+DEFAULTS = {"rollout_length": 1, "penalty_coef": 2.5}
+
+
+def main(cfg: MOPOConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
+         env: Any = None) -> Path:
+    """Train the dynamics (no `--load_dynamics_path`) or the policy; returns the run directory."""
+    if cfg.resume:
+        cfg = resume_config(cfg)
+    values, origin = resolve("mopo", cfg.task, {k: getattr(cfg, k) for k in DEFAULTS}, DEFAULTS)
+    tags = {"penalty_coef": values["penalty_coef"], "rollout_length": values["rollout_length"]}
+    if cfg.load_dynamics_path is None:
+        return run_dynamics_training(cfg, algo="mopo", dataset=dataset, tags=tags)
+    hidden = cfg.hidden_dims or (256, 256)
+    auto_alpha = True if cfg.auto_alpha is None else cfg.auto_alpha
+    task = parse_task(cfg.task)
+    dynamics = load_dynamics(
+        cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim, action_dim=task.action_dim,
+        device=resolve_device(cfg.device), termination_fn=get_termination_fn(task.name),
+        penalty_coef=values["penalty_coef"], uncertainty_mode=cfg.uncertainty_mode)
+
+    def build(spec: EnvSpec, device: torch.device) -> MOPOPolicy:
+        actor = build_tanh_actor(spec, hidden, layernorm=cfg.layernorm)
+        critics = build_critics(spec, hidden, num_members=2, layernorm=cfg.layernorm)
+        policy = MOPOPolicy(actor, critics, **cfg.sac_kwargs(auto_alpha), device=device)
+        policy.schedulers["actor"] = CosineAnnealingLR(policy.actor_optim, cfg.epoch)
+        return policy
+
+    return run_policy_training(
+        cfg, algo="mopo", build_policy=build, dataset=dataset, env=env, tags=tags,
+        trainer_cls=MBPolicyTrainer, trainer_kwargs=dict(
+            dynamics=dynamics, rollout_freq=cfg.rollout_freq,
+            rollout_batch_size=cfg.rollout_batch_size, rollout_length=values["rollout_length"],
+            model_retain_epochs=cfg.model_retain_epochs, real_ratio=cfg.real_ratio,
+            rollout_augmentation=cfg.rollout_augmentation),
+        extra_record={"resolved": {**values, "hidden_dims": list(hidden), "auto_alpha": auto_alpha},
+                      "resolved_from": origin})
+
+
+if __name__ == "__main__":
+    main(parse_config(MOPOConfig))
