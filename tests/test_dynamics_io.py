@@ -137,6 +137,20 @@ def test_hyper_param_json_is_cross_checked(tmp_path):
         _load(tmp_path / "checkpoint_best")
 
 
+def test_hyper_param_json_in_our_layout(tmp_path):
+    """Our scripts write `{"config": {flat config}, ...}`; the flat `hidden_dims` is the policy's."""
+    state, _, _ = _write_original_run(tmp_path / "run", hyper={"config": {
+        "task": TASK, "dynamics_hidden_dims": [8, 6], "num_ensemble": 3, "num_elites": 2,
+        "dynamics_weight_decay": [1e-5, 2e-5, 3e-5], "hidden_dims": [256, 256]}})
+    dynamics = _load(tmp_path / "run")
+    assert dynamics.model.weight_decays == (1e-5, 2e-5, 3e-5)
+    with pytest.raises(DynamicsFileError, match="trained for task"):
+        _load(tmp_path / "run", task="walker2d-medium-v2")
+    (tmp_path / "run" / "record" / "hyper_param.json").write_text(json.dumps({"config": {"num_elites": 4}}))
+    with pytest.raises(DynamicsFileError, match="num_elites=2 but .*says 4"):
+        _load(tmp_path / "run")
+
+
 def test_save_rejects_conflicting_metadata_and_foreign_state(tmp_path):
     dynamics = _dynamics()
     with pytest.raises(ValueError, match="obs_dim"):

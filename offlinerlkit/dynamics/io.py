@@ -40,8 +40,6 @@ HYPER_PARAM_FILE = Path("record") / "hyper_param.json"
 #: Sub-folders of a run folder searched, in order, for a dynamics file.
 RUN_SUBDIRS = ("model", "checkpoint_last")
 _ORIGINAL_LAYER = re.compile(r"^(backbones\.(\d+)|output_layer)\.(weight|bias|saved_weight|saved_bias)$")
-_MEMBER_KEYS = ("n_ensemble", "num_ensemble")
-_ELITE_KEYS = ("n_elites", "num_elites")
 _ARCH_KEYS = ("direction", "with_reward", "obs_dim", "action_dim", "hidden_dims", "num_members",
               "num_elites", "weight_decays")
 
@@ -236,7 +234,7 @@ def load_dynamics(
         raise DynamicsFileError(f"{file} is neither a cocoa-rl dynamics file nor an original dynamics "
                                 "state dict; re-run dynamics training")
     _check_against_hyper_params(arch, hyper, folder, file)
-    hyper_task = _find(hyper, ("task",), ("task",), scopes=("run",)) if hyper else None
+    hyper_task = _find(hyper, ("task",)) if hyper else None
     if file_task and hyper_task and _norm(file_task) != _norm(hyper_task):
         raise DynamicsFileError(f"{file} says task {file_task!r} but {folder.parent / HYPER_PARAM_FILE} "
                                 f"says {hyper_task!r}; the folder mixes files of two runs")
@@ -387,19 +385,21 @@ def _read_hyper_params(folder: Path) -> dict[str, Any] | None:
     return value
 
 
-def _find(hyper: Mapping[str, Any], top: tuple[str, ...], nested: tuple[str, ...] = (),
-          scopes: tuple[str, ...] = ("dynamics",)) -> Any:
-    """The first of `top` at the top level of `hyper`, else the first of `nested` inside one of
-    the nested dicts named by `scopes` (a config written as `{"dynamics": {...}}`)."""
-    for key in top:
-        if hyper.get(key) is not None:
-            return hyper[key]
-    for scope in scopes:
-        inner = hyper.get(scope)
-        if isinstance(inner, Mapping):
-            for key in nested:
-                if inner.get(key) is not None:
-                    return inner[key]
+def _find(hyper: Mapping[str, Any], flat: tuple[str, ...], nested: tuple[str, ...] = ()) -> Any:
+    """A value of `hyper_param.json`, wherever the writing script put it.
+
+    Looks for the `flat` keys (e.g. `dynamics_hidden_dims`) at the top level (the original's
+    layout) and inside `config` / `run` (ours: `{"config": {...flat config...}}`), then for the
+    `nested` keys (e.g. `hidden_dims`) and the flat ones inside a `dynamics` section.
+    """
+    scopes = [(hyper, flat)]
+    scopes += [(hyper.get(name), flat) for name in ("config", "run")]
+    scopes.append((hyper.get("dynamics"), nested + flat))
+    for scope, keys in scopes:
+        if isinstance(scope, Mapping):
+            for key in keys:
+                if scope.get(key) is not None:
+                    return scope[key]
     return None
 
 
@@ -409,8 +409,8 @@ def _check_against_hyper_params(arch: Mapping[str, Any], hyper: Mapping[str, Any
         return
     checks = (
         ("hidden_dims", ("dynamics_hidden_dims",), ("hidden_dims",), lambda v: [int(h) for h in v]),
-        ("num_members", _MEMBER_KEYS, _MEMBER_KEYS + ("num_members",), int),
-        ("num_elites", _ELITE_KEYS, _ELITE_KEYS, int),
+        ("num_members", ("n_ensemble", "num_ensemble"), ("num_members",), int),
+        ("num_elites", ("n_elites", "num_elites"), (), int),
     )
     for name, top, nested, cast in checks:
         value = _find(hyper, top, nested)
