@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from timing import median_time, sync
 
 from offlinerlkit.dynamics import (
     DEFAULT_WEIGHT_DECAYS,
@@ -29,24 +30,6 @@ from offlinerlkit.dynamics import (
     fit_ensemble,
 )
 from offlinerlkit.dynamics.fit import gaussian_nll_loss
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _synthetic(rows: int, obs_dim: int, action_dim: int, device: torch.device, gen: torch.Generator):
@@ -110,7 +93,7 @@ def main() -> None:
             loss.backward()
             optimizer.step()
 
-    t = _median_time(train_steps, device, cfg.repeats)
+    t = median_time(train_steps, device, cfg.repeats)
     its = cfg.train_steps / t
     rows.append(("train step", f"{its:,.1f} it/s", f"{its * cfg.batch_size:,.0f} rows/member/s"))
 
@@ -119,7 +102,7 @@ def main() -> None:
     stamps: list[float] = []
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        _sync(device)
+        sync(device)
         stamps.append(time.perf_counter())
 
     start = time.perf_counter()
@@ -145,7 +128,7 @@ def main() -> None:
     cases.append(("sample_next_obs (x10)", lambda: dynamics.sample_next_obs(
         obs[:256], action[:256], 10, generator=infer_gen), 256))
     for name, fn, n in cases:
-        t = _median_time(fn, device, cfg.repeats)
+        t = median_time(fn, device, cfg.repeats)
         rows.append((name, f"{t * 1e3:,.1f} ms/call", f"{n / t:,.0f} rows/s (B={n:,})"))
 
     threads = torch.get_num_threads() if device.type == "cpu" else "-"

@@ -1,0 +1,425 @@
+"""The anchor-seeking policy and its file, `model/anchor_seeker_pretrain.pth` (spec §4.5, §4.7).
+
+The file is a `torch.save` dict that the original code can load and ours reads with
+`torch.load(weights_only=True)`::
+
+    {"state_dict":    the seeker's parameters in the original's key layout
+                      (backbone.model.{0,2,3,5}.* with LayerNorm, backbone.model.{0,2}.* without,
+                      last.weight, last.bias),
+     "random_states": {"np": (bit_generator, key int64 tensor [624], pos, has_gauss, cached),
+                       "torch": ByteTensor, "torch_cuda": [ByteTensor, ...]},
+     "metadata":      {"format", "format_version", "obs_dim", "action_dim", "hidden_dims",
+                       "layernorm", "max_action", "task", ...}}
+
+The original file has only the first two keys, with numpy's RNG state as numpy's own tuple
+(a `uint32` array inside); `load_seeker` reads it by allowlisting exactly the numpy globals the
+file needs, and rebuilds the architecture from the weight shapes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from offlinerlkit.nets.mlp import MLP
+from offlinerlkit.utils.seeding import get_rng_state
+
+__all__ = ["SEEKER_FILE", "AnchorSeeker", "SeekerFileError", "load_seeker", "save_seeker"]
+
+logger = logging.getLogger(__name__)
+
+SEEKER_FILE = "anchor_seeker_pretrain.pth"
+FORMAT, FORMAT_VERSION = "cocoa-rl/anchor_seeker", 1
+HYPER_PARAM_FILE = Path("record") / "hyper_param.json"
+_ARCH_KEYS = ("obs_dim", "action_dim", "hidden_dims", "layernorm", "max_action")
+_BACKBONE_KEY = re.compile(r"^backbone\.model\.(\d+)\.(weight|bias)$")
+
+
+class SeekerFileError(ValueError):
+    """An anchor-seeker file exists but cannot be used: corrupt, or made for another task/size."""
+
+
+class AnchorSeeker(nn.Module):
+    """COCOA's anchor-seeking policy `pi~`: a deterministic MLP from states to actions (spec §4.5).
+
+        pi~(s) = m * tanh(W_out h(s) + b_out),   h = backbone(s)
+
+    The backbone is `S -> hidden_dims`, each block `Linear -> ReLU -> (LayerNorm)`; there is no
+    output LayerNorm. Anchors are found by rolling `pi~` through the forward model (see
+    `rollout_anchor_fn`). Parameter names match the original's `AnchorActor`
+    (`backbone.model.<i>.*`, `last.*`), so state dicts are interchangeable.
+
+    Shapes: obs `[B, S]` -> actions `[B, A]` in `[-m, m]`.
+
+    Args:
+        obs_dim: `S`.
+        action_dim: `A`.
+        hidden_dims: hidden widths (the original's `anchor_seeker_hidden_dims`, `[100, 100]`).
+        layernorm: LayerNorm after each hidden block (the original's `asp_layernorm`, on).
+        max_action: `m`.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int] = (100, 100), *,
+                 layernorm: bool = True, max_action: float = 1.0) -> None:
+        super().__init__()
+        if not hidden_dims or min(hidden_dims) < 1 or obs_dim < 1 or action_dim < 1:
+            raise ValueError(f"AnchorSeeker needs obs_dim, action_dim >= 1 and at least one hidden "
+                             f"layer; got {obs_dim}, {action_dim}, {list(hidden_dims)}")
+        if max_action <= 0:
+            raise ValueError(f"max_action must be > 0, got {max_action}")
+        self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
+        self.hidden_dims = tuple(int(h) for h in hidden_dims)
+        self.layernorm = bool(layernorm)
+        self.max_action = float(max_action)  # a plain attribute: the state dict keeps the original's keys
+        self.backbone = MLP(self.obs_dim, self.hidden_dims, layernorm=self.layernorm)
+        self.last = nn.Linear(self.hidden_dims[-1], self.action_dim)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.last(self.backbone(obs))) * self.max_action  # [B, A]
+
+    def architecture(self) -> dict[str, Any]:
+        """The constructor arguments, as stored in the file's metadata."""
+        return {"obs_dim": self.obs_dim, "action_dim": self.action_dim,
+                "hidden_dims": list(self.hidden_dims), "layernorm": self.layernorm,
+                "max_action": self.max_action}
+
+    def extra_repr(self) -> str:
+        return (f"obs_dim={self.obs_dim}, action_dim={self.action_dim}, "
+                f"hidden_dims={list(self.hidden_dims)}, layernorm={self.layernorm}, "
+                f"max_action={self.max_action}")
+
+
+# --- saving ---
+def save_seeker(path: str | os.PathLike, seeker: AnchorSeeker, *,
+                metadata: Mapping[str, Any]) -> Path:
+    """Write `anchor_seeker_pretrain.pth` atomically (temporary file, fsync, `os.replace`).
+
+    Args:
+        path: a folder (normally `<run>/model/`, created if needed; the file gets the original's
+            name) or a file path ending in `.pth`/`.pt`.
+        seeker: the seeker to save.
+        metadata: provenance stored in the file, at least `task` (may be None); plain Python
+            values only. Architecture keys are filled in from the seeker and must agree if given.
+
+    Returns:
+        The path of the file.
+    """
+    path = Path(path)
+    file = path if path.suffix in (".pth", ".pt") else path / SEEKER_FILE
+    meta = _plain(dict(metadata), "metadata")
+    for key, value in seeker.architecture().items():
+        if key in meta and meta[key] != value:
+            raise ValueError(f"save_seeker: metadata[{key!r}] = {meta[key]!r} but the seeker has {value!r}")
+        meta[key] = value
+    meta.setdefault("task", None)
+    meta.update(format=FORMAT, format_version=FORMAT_VERSION)
+    state = OrderedDict((k, v.detach().to("cpu", copy=True)) for k, v in seeker.state_dict().items())
+    payload = {"state_dict": state, "random_states": _random_states(), "metadata": meta}
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return file
+
+
+def _random_states() -> dict[str, Any]:
+    """The original's `{np, torch, torch_cuda}`, with numpy's key as an int64 tensor.
+
+    numpy's state tuple holds a `uint32` array, which weights-only loading cannot read without
+    allowlisting numpy; an int64 tensor holds the same 624 words and both loaders read it.
+    """
+    state = get_rng_state()
+    npst = state["numpy"]
+    np_state = (npst["bit_generator"], npst["key"], npst["pos"], npst["has_gauss"],
+                npst["cached_gaussian"])
+    return {"np": np_state, "torch": state["torch"], "torch_cuda": list(state.get("cuda", []))}
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Check that `value` is plain data that `torch.load(weights_only=True)` reads back."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise TypeError(f"save_seeker: {where} holds a {type(value).__name__}; use plain Python values")
+
+
+# --- loading ---
+def resolve_seeker_file(path: str | os.PathLike) -> Path:
+    """The seeker file for `path`: the file itself, a folder holding it, or a run folder.
+
+    Raises:
+        FileNotFoundError: nothing at `path`, or no `anchor_seeker_pretrain.pth` there.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"anchor seeker path {root} does not exist: pass the run folder of "
+                                f"an anchor-seeker run, its model/ folder, or the {SEEKER_FILE} file")
+    if root.is_file():
+        return root
+    for folder in (root, root / "model"):
+        if (folder / SEEKER_FILE).is_file():
+            return folder / SEEKER_FILE
+    raise FileNotFoundError(f"no {SEEKER_FILE} in {root} or {root / 'model'}: pass the run folder "
+                            "of a finished anchor-seeker run, its model/ folder, or the file itself")
+
+
+def load_seeker(
+    path: str | os.PathLike,
+    *,
+    task: str | None,
+    obs_dim: int | None,
+    action_dim: int | None,
+    hidden_dims: Sequence[int] | None = None,
+    layernorm: bool | None = None,
+    max_action: float | None = None,
+    device: torch.device | str = "cpu",
+) -> AnchorSeeker:
+    """Load a seeker saved by `save_seeker` or by the original code, frozen and in eval mode.
+
+    The architecture comes from the file: our metadata, or (original files) the key layout and
+    weight shapes, cross-checked against `<folder>/../record/hyper_param.json` when present
+    (`task`, `anchor_seeker_hidden_dims`, `asp_layernorm`, `max_action`, at the top level as
+    the original writes them or under `config` as ours does).
+
+    Args:
+        path: see `resolve_seeker_file`.
+        task: the task the caller works on; refused if the file or JSON says another (None: no check).
+        obs_dim: expected observation size (None: no check).
+        action_dim: expected action size (None: no check).
+        hidden_dims: expected hidden widths (None: take them from the file).
+        layernorm: expected LayerNorm switch (None: take it from the file).
+        max_action: `m`; for original files (which do not record it) the JSON's value, else
+            this one, else 1.0; for ours it must match the file if given.
+        device: where to put the seeker.
+
+    Raises:
+        FileNotFoundError: no seeker file at `path`.
+        SeekerFileError: a corrupt file, or a task / size / architecture mismatch.
+    """
+    file = resolve_seeker_file(path)
+    payload = _torch_load(file)
+    hyper = _read_hyper_params(file)
+    hyper_path = file.parent.parent / HYPER_PARAM_FILE
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("state_dict"), Mapping):
+        raise SeekerFileError(f"{file} is not an anchor-seeker file (no 'state_dict' entry); pass "
+                              f"the {SEEKER_FILE} of an anchor-seeker run")
+    state = {k: v for k, v in payload["state_dict"].items()}
+    if any(not isinstance(v, Tensor) for v in state.values()):
+        raise SeekerFileError(f"{file}: 'state_dict' holds non-tensor values; the file is corrupt")
+    inferred = _infer_architecture(state, file)
+    meta = payload.get("metadata")
+    if meta is not None:  # ours
+        if not isinstance(meta, Mapping) or meta.get("format") != FORMAT or (
+            meta.get("format_version") != FORMAT_VERSION or any(k not in meta for k in _ARCH_KEYS)
+        ):
+            raise SeekerFileError(f"{file} has incomplete or unsupported metadata; re-run the "
+                                  "anchor-seeker stage")
+        arch = {k: meta[k] for k in _ARCH_KEYS}
+        arch["hidden_dims"] = [int(h) for h in arch["hidden_dims"]]
+        for key in ("obs_dim", "action_dim", "hidden_dims", "layernorm"):
+            if arch[key] != inferred[key]:
+                raise SeekerFileError(f"{file}: metadata says {key}={arch[key]!r} but the weights have "
+                                      f"{inferred[key]!r}; the file is corrupt")
+        file_task = meta.get("task")
+        if max_action is not None and float(max_action) != float(arch["max_action"]):
+            raise SeekerFileError(f"{file} was saved with max_action={arch['max_action']} but "
+                                  f"max_action={max_action} was given; pass max_action=None")
+    else:  # the original's {state_dict, random_states}
+        arch = dict(inferred)
+        hyper_max = _find(hyper, "max_action") if hyper else None
+        arch["max_action"] = float(hyper_max if hyper_max is not None else
+                                   (max_action if max_action is not None else 1.0))
+        file_task = None
+    if hyper:
+        _check_hyper(arch, hyper, hyper_path, file)
+        hyper_task = _find(hyper, "task")
+        if file_task and hyper_task and _norm(file_task) != _norm(hyper_task):
+            raise SeekerFileError(f"{file} says task {file_task!r} but {hyper_path} says "
+                                  f"{hyper_task!r}; the folder mixes files of two runs")
+        file_task = file_task or hyper_task
+    if task is not None:
+        if file_task is None:
+            logger.warning("cannot check the task of %s: no task recorded in the file or in %s",
+                           file, hyper_path)
+        elif _norm(file_task) != _norm(task):
+            raise SeekerFileError(f"{file} was trained for task {file_task!r}, not {task!r}; pass "
+                                  f"the anchor seeker of a {task} run")
+    for name, want in (("obs_dim", obs_dim), ("action_dim", action_dim)):
+        if want is not None and int(want) != arch[name]:
+            raise SeekerFileError(f"{file} maps {name}={arch[name]} but {name}={int(want)} was "
+                                  "expected; pass the anchor seeker of a run on the same task")
+    if hidden_dims is not None and [int(h) for h in hidden_dims] != arch["hidden_dims"]:
+        raise SeekerFileError(f"{file} has hidden dims {arch['hidden_dims']} but {list(hidden_dims)} "
+                              "were requested; pass hidden_dims=None to use the file's, or the "
+                              "seeker trained with those sizes")
+    if layernorm is not None and bool(layernorm) != arch["layernorm"]:
+        raise SeekerFileError(f"{file} was trained with layernorm={arch['layernorm']} but "
+                              f"layernorm={layernorm} was requested; pass layernorm=None to use "
+                              "the file's setting")
+    seeker = AnchorSeeker(arch["obs_dim"], arch["action_dim"], arch["hidden_dims"],
+                          layernorm=arch["layernorm"], max_action=float(arch["max_action"]))
+    try:
+        seeker.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as exc:
+        raise SeekerFileError(f"{file} does not fit the architecture it describes: {exc}") from exc
+    return seeker.to(device).requires_grad_(False).eval()
+
+
+_NUMPY_GLOBALS = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+                  "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+                  "numpy.ndarray", "numpy.dtype")
+
+
+def _numpy_global(name: str) -> Any | None:
+    """The object for an allowlisted numpy global name, or None if it is not allowlisted."""
+    if name.startswith("numpy.dtypes.") and name.endswith("DType"):
+        return getattr(np.dtypes, name.rsplit(".", 1)[1], None)
+    if name not in _NUMPY_GLOBALS:
+        return None
+    attr = name.rsplit(".", 1)[1]
+    if name in ("numpy.ndarray", "numpy.dtype"):
+        return getattr(np, attr)
+    core = getattr(np, "_core", None) or np.core  # numpy >= 2 moved numpy.core to numpy._core
+    return getattr(core.multiarray, attr, None)
+
+
+def _torch_load(file: Path) -> Any:
+    """`torch.load(weights_only=True)`, allowing exactly the numpy globals an original file needs."""
+    def corrupt(exc: BaseException) -> SeekerFileError:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return SeekerFileError(f"cannot read {file} ({type(exc).__name__}: {first}); the file is "
+                               "corrupt or not an anchor-seeker file; copy it again or re-run the "
+                               "anchor-seeker stage")
+
+    if file.stat().st_size == 0:
+        raise SeekerFileError(f"{file} is empty (an interrupted write?); re-run the anchor-seeker stage")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # decide below whether numpy globals explain it
+        first_error = exc
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+    except Exception as exc:
+        raise corrupt(first_error) from exc
+    allowed = {name: _numpy_global(name) for name in needed}
+    refused = sorted(name for name, obj in allowed.items() if obj is None)
+    if not needed or refused:
+        if refused:
+            raise SeekerFileError(f"{file} contains objects other than tensors and numpy arrays "
+                                  f"({', '.join(refused)}); refusing to unpickle it. Use a file "
+                                  "written by save_seeker or by the original anchor-seeker script")
+        raise corrupt(first_error) from first_error
+    try:
+        with torch.serialization.safe_globals([(obj, name) for name, obj in allowed.items()]):
+            return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise corrupt(exc) from exc
+
+
+def _infer_architecture(state: Mapping[str, Tensor], file: Path) -> dict[str, Any]:
+    """Sizes and the LayerNorm switch from the original key layout and the weight shapes."""
+    def bad(why: str) -> SeekerFileError:
+        return SeekerFileError(f"{file}: unexpected anchor-seeker weights ({why}); expected "
+                               "backbone.model.<i>.{weight,bias} and last.{weight,bias}; the file "
+                               "is corrupt or not an anchor-seeker file")
+
+    layers: dict[int, dict[str, Tensor]] = {}
+    for key, value in state.items():
+        match = _BACKBONE_KEY.match(key)
+        if match:
+            layers.setdefault(int(match[1]), {})[match[2]] = value
+        elif key not in ("last.weight", "last.bias"):
+            raise bad(f"unknown key {key!r}")
+    if "last.weight" not in state or "last.bias" not in state or not layers:
+        raise bad("missing last.* or backbone weights")
+    linear = [i for i in sorted(layers) if layers[i].get("weight") is not None and layers[i]["weight"].dim() == 2]
+    norms = [i for i in sorted(layers) if i not in linear]
+    layernorm = bool(norms)
+    stride = 3 if layernorm else 2  # Linear, ReLU[, LayerNorm] per block
+    expected_norms = [stride * j + 2 for j in range(len(linear))] if layernorm else []
+    if linear != [stride * j for j in range(len(linear))] or norms != expected_norms:
+        raise bad(f"backbone layers at {sorted(layers)}")
+    hidden: list[int] = []
+    width = None
+    for j, i in enumerate(linear):
+        weight, bias = layers[i]["weight"], layers[i].get("bias")
+        if bias is None or bias.shape != (weight.shape[0],) or (width is not None and weight.shape[1] != width):
+            raise bad(f"backbone.model.{i} has weight {tuple(weight.shape)}")
+        width = int(weight.shape[0])
+        hidden.append(width)
+        if layernorm:
+            norm = layers[stride * j + 2]
+            if set(norm) != {"weight", "bias"} or any(t.shape != (width,) for t in norm.values()):
+                raise bad(f"LayerNorm backbone.model.{stride * j + 2} does not match width {width}")
+    last_w, last_b = state["last.weight"], state["last.bias"]
+    if last_w.dim() != 2 or last_w.shape[1] != width or last_b.shape != (last_w.shape[0],):
+        raise bad(f"last.weight {tuple(last_w.shape)} does not follow width {width}")
+    return {"obs_dim": int(layers[0]["weight"].shape[1]), "action_dim": int(last_w.shape[0]),
+            "hidden_dims": hidden, "layernorm": layernorm}
+
+
+def _read_hyper_params(file: Path) -> dict[str, Any] | None:
+    path = file.parent.parent / HYPER_PARAM_FILE
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SeekerFileError(f"cannot read {path}: {exc}; fix or remove the file") from exc
+    if not isinstance(value, dict):
+        raise SeekerFileError(f"{path} is not a JSON object; fix or remove the file")
+    return value
+
+
+def _find(hyper: Mapping[str, Any], *keys: str) -> Any:
+    """A value of `hyper_param.json` at the top level (original) or under `config` (ours)."""
+    for scope in (hyper, hyper.get("config")):
+        if isinstance(scope, Mapping):
+            for key in keys:
+                if scope.get(key) is not None:
+                    return scope[key]
+    return None
+
+
+def _check_hyper(arch: Mapping[str, Any], hyper: Mapping[str, Any], hyper_path: Path, file: Path) -> None:
+    checks = (
+        ("hidden_dims", ("anchor_seeker_hidden_dims",), lambda v: [int(h) for h in v]),
+        ("layernorm", ("seeker_layernorm", "asp_layernorm"), bool),
+    )
+    for name, keys, cast in checks:
+        value = _find(hyper, *keys)
+        if value is None:
+            continue
+        try:
+            value = cast(value)
+        except (TypeError, ValueError):
+            continue
+        if value != arch[name]:
+            raise SeekerFileError(f"{file} has {name}={arch[name]!r} but {hyper_path} says "
+                                  f"{value!r}; the folder mixes files of two runs")
+
+
+def _norm(task: str) -> str:
+    return str(task).strip().lower()
