@@ -120,9 +120,6 @@ class SACOptions:
 class ModelRolloutOptions:
     """Model-rollout options of MOPO and MOBILE (spec 8.2)."""
 
-    load_dynamics_path: Optional[str] = opt(
-        None, "trained forward dynamics (a run folder, its model/ or a checkpoint folder); "
-        "without it the script trains the dynamics, saves them to model/ and stops", "-ldp")
     rollout_augmentation: bool = opt(True, "mix model rollouts into the batches", "-ra")
     rollout_freq: int = opt(1000, "gradient steps between model rollouts", "-rf")
     rollout_batch_size: int = opt(50000, "start states per model rollout", "-rbs")
@@ -130,3 +127,56 @@ class ModelRolloutOptions:
     model_retain_epochs: int = opt(5, "rollouts kept in the model buffer")
     real_ratio: float = opt(0.05, "fraction of dataset rows in each batch", "-rr")
     penalty_coef: Optional[float] = opt(None, "uncertainty penalty (default: task preset, else the algorithm's)", "-pc")
+
+
+@dataclass(frozen=True)
+class CocoaOptions:
+    """COCOA's anchor options shared by the four policy scripts (spec 5, 6, 9.2).
+
+    COCOA is on when `--load_anchor_seeker_path` is given (rollout anchors) or `--anchor_mode
+    closest_delta`; `--actor_transd` / `--critic_transd` then choose, per network type, the
+    anchor + delta network or the plain one.
+    """
+
+    load_dynamics_path: Optional[str] = opt(
+        None, "trained forward dynamics (a run folder, its model/ or a checkpoint folder); MOPO/MOBILE "
+        "without it train the dynamics, save them to model/ and stop", "-ldp")
+    load_anchor_seeker_path: Optional[str] = opt(
+        None, "pretrained anchor seeker (run_anchor_seeker.py run folder, its model/ or the .pth "
+        "file): turns COCOA on", "-lasp")
+    anchor_mode: Literal["rollout", "closest_delta", "top_10_d"] = opt(
+        "rollout", "anchors from seeker rollouts (the paper), or the closest-delta ablation "
+        "(top_10_d is its original name)", "-am")
+    actor_horizon_len: int = opt(1, "anchor rollout horizon H for the actor", "-ahl")
+    critic_horizon_len: int = opt(1, "anchor rollout horizon H for the critics (and IQL's V)", "-chl")
+    actor_transd: Optional[bool] = opt(None, "anchor + delta actor (default: on with COCOA)", "-at")
+    critic_transd: Optional[bool] = opt(None, "anchor + delta critics (default: on with COCOA)", "-ct")
+    tr_hidden_dims: Optional[tuple[int, ...]] = opt(
+        None, "f/g hidden sizes; the last is the bilinear feature width (default per algorithm)", "-thd")
+    embedding_dim: Optional[int] = opt(None, "bilinear block size D (default per algorithm)", "-ed")
+    fg_layernorm: bool = opt(True, "LayerNorm inside the f/g networks")
+    asp_layernorm: Optional[bool] = opt(
+        None, "the original's name for --fg_layernorm (here a bare flag means True; the original's "
+        "bare flag meant False, see docs/FIDELITY.md)", "-aln")
+    closest_obs_sample_size: int = opt(500, "closest_delta mode: candidates per query chunk", "-coss")
+    anchor_seeker_hidden_dims: Optional[tuple[int, ...]] = opt(
+        None, "expected seeker hidden sizes (checked against the loaded file)", "-ashd")
+
+    def __post_init__(self) -> None:
+        _chain_post_init(CocoaOptions, self)
+        for name in ("actor_horizon_len", "critic_horizon_len"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.anchor_mode != "rollout" and self.load_anchor_seeker_path:
+            raise ValueError("--load_anchor_seeker_path is for --anchor_mode rollout; the "
+                             "closest_delta ablation uses no seeker")
+
+    @property
+    def use_cocoa(self) -> bool:
+        """Whether anchors are computed (a seeker was given, or the closest-delta ablation)."""
+        return bool(self.load_anchor_seeker_path) or self.anchor_mode in ("closest_delta", "top_10_d")
+
+    @property
+    def fg_layernorm_resolved(self) -> bool:
+        """`--asp_layernorm`, when given, wins over `--fg_layernorm`."""
+        return self.fg_layernorm if self.asp_layernorm is None else self.asp_layernorm

@@ -36,10 +36,12 @@ def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     if cfg.resume:
         cfg = resume_config(cfg)
 
-    def build(spec: EnvSpec, device: torch.device) -> BCPolicy:
+    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
+              ) -> tuple[BCPolicy, dict[str, Any]]:
         actor = DeterministicActor(MLP(spec.obs_dim, cfg.hidden_dims), spec.action_dim,
                                    max_action=spec.max_action)
-        return BCPolicy(actor, torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr), device=device)
+        optim = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
+        return BCPolicy(actor, optim, device=device), {}
 
     return run_policy_training(cfg, algo="bc", build_policy=build, dataset=dataset, env=env)
 

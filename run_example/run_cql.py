@@ -1,6 +1,8 @@
-"""Conservative Q-learning (CQL) on a D4RL task.
+"""Conservative Q-learning (CQL) on a D4RL task, alone or with COCOA.
 
     python run_example/run_cql.py --task hopper-medium-v2 --seed 0
+    python run_example/run_cql.py --task hopper-medium-v2 --load_dynamics_path <dynamics run>/model \
+        --load_anchor_seeker_path <seeker run>/model --actor_horizon_len 1 --critic_horizon_len 1
 
 cql_weight=5.0 and temperature=1.0 for all D4RL-Gym tasks (the original's defaults).
 """
@@ -14,16 +16,19 @@ from typing import Any, Literal, Optional
 import numpy as np
 import torch
 
-from offlinerlkit.config import RunConfig, SACOptions
+from offlinerlkit.anchor.build import build_anchor_setup
+from offlinerlkit.config import CocoaOptions, RunConfig, SACOptions
+from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.cql import CQLPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import resume_config, run_policy_training
+from offlinerlkit.utils.experiment import resolve_device, resume_config, run_policy_training
+from offlinerlkit.utils.tasks import parse_task
 
 
 @dataclass(frozen=True)
-class CQLConfig(RunConfig, SACOptions):
+class CQLConfig(RunConfig, SACOptions, CocoaOptions):
     """CQL (OfflineRL-Kit defaults; spec 9.3)."""
 
     cql_weight: float = opt(5.0, "weight of the conservative term")
@@ -44,23 +49,34 @@ def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     """Train CQL; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
     if cfg.resume:
         cfg = resume_config(cfg)
-    hidden = cfg.hidden_dims or (256, 256, 256)
+    task = parse_task(cfg.task)
     auto_alpha = True if cfg.auto_alpha is None else cfg.auto_alpha
+    dynamics = None
+    if cfg.load_dynamics_path:  # used only for COCOA's anchor rollouts
+        dynamics = load_dynamics(cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim,
+                                 action_dim=task.action_dim, device=resolve_device(cfg.device))
 
-    def build(spec: EnvSpec, device: torch.device) -> CQLPolicy:
-        actor = build_tanh_actor(spec, hidden, layernorm=cfg.layernorm)
-        critics = build_critics(spec, hidden, num_members=2, layernorm=cfg.layernorm)
-        return CQLPolicy(
+    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
+              ) -> tuple[CQLPolicy, dict[str, Any]]:
+        setup = build_anchor_setup(cfg, algo="cql", task=task.name, spec=spec, dynamics=dynamics,
+                                   dataset_obs=data["observations"], device=device)
+        hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256, 256)
+        actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
+        critics = build_critics(spec, hidden, setup.critic_encoder, num_members=2,
+                                layernorm=cfg.layernorm)
+        policy = CQLPolicy(
             actor, critics, **cfg.sac_kwargs(auto_alpha), cql_weight=cfg.cql_weight,
             temperature=cfg.temperature, max_q_backup=cfg.max_q_backup,
             deterministic_backup=cfg.deterministic_backup, with_lagrange=cfg.with_lagrange,
             lagrange_threshold=cfg.lagrange_threshold, cql_alpha_lr=cfg.cql_alpha_lr,
             num_repeat_actions=cfg.num_repeat_actions, cql_lse_mode=cfg.cql_lse_mode,
+            actor_anchor_fn=setup.actor_anchor_fn, critic_anchor_fn=setup.critic_anchor_fn,
             device=device)
+        return policy, {"cocoa": setup.record,
+                        "resolved": {"hidden_dims": list(hidden), "auto_alpha": auto_alpha}}
 
-    return run_policy_training(cfg, algo="cql", build_policy=build, dataset=dataset, env=env,
-                               extra_record={"resolved": {"hidden_dims": list(hidden),
-                                                          "auto_alpha": auto_alpha}})
+    algo = "cql_cocoa" if cfg.use_cocoa else "cql"
+    return run_policy_training(cfg, algo=algo, build_policy=build, dataset=dataset, env=env)
 
 
 if __name__ == "__main__":

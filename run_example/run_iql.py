@@ -1,6 +1,8 @@
-"""Implicit Q-learning (IQL) on a D4RL task.
+"""Implicit Q-learning (IQL) on a D4RL task, alone or with COCOA.
 
     python run_example/run_iql.py --task hopper-medium-replay-v2 --seed 0
+    python run_example/run_iql.py --task hopper-medium-replay-v2 --load_dynamics_path <dynamics run>/model \
+        --load_anchor_seeker_path <seeker run>/model --actor_horizon_len 1 --critic_horizon_len 1
 
 expectile=0.7 and temperature=3.0 for all D4RL-Gym tasks. Rewards of the MuJoCo tasks are scaled
 by 1000 / (max trajectory return - min trajectory return) (spec 2.3), always, as the original.
@@ -16,17 +18,20 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from offlinerlkit.config import RunConfig
+from offlinerlkit.anchor.build import build_anchor_setup
+from offlinerlkit.config import CocoaOptions, RunConfig
 from offlinerlkit.datasets.transforms import normalize_rewards_by_return_range
+from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.modules.build import build_critics, build_gaussian_actor
 from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import resume_config, run_policy_training
+from offlinerlkit.utils.experiment import resolve_device, resume_config, run_policy_training
+from offlinerlkit.utils.tasks import parse_task
 
 
 @dataclass(frozen=True)
-class IQLConfig(RunConfig):
+class IQLConfig(RunConfig, CocoaOptions):
     """IQL (OfflineRL-Kit defaults; spec 9.4)."""
 
     task: str = opt("hopper-medium-replay-v2", "D4RL task, e.g. hopper-medium-replay-v2")
@@ -48,28 +53,38 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     """Train IQL; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
     if cfg.resume:
         cfg = resume_config(cfg)
-    hidden = cfg.hidden_dims or (256, 256)
+    task = parse_task(cfg.task)
+    dynamics = None
+    if cfg.load_dynamics_path:  # used only for COCOA's anchor rollouts
+        dynamics = load_dynamics(cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim,
+                                 action_dim=task.action_dim, device=resolve_device(cfg.device))
 
-    def build(spec: EnvSpec, device: torch.device) -> IQLPolicy:
-        actor = build_gaussian_actor(spec, hidden, dropout_rate=cfg.dropout_rate,
-                                     layernorm=cfg.layernorm)
-        critic_q = build_critics(spec, hidden, num_members=2, layernorm=cfg.layernorm,
-                                 init="orthogonal")
-        critic_v = build_critics(spec, hidden, num_members=1, with_action=False,
+    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
+              ) -> tuple[IQLPolicy, dict[str, Any]]:
+        setup = build_anchor_setup(cfg, algo="iql", task=task.name, spec=spec, dynamics=dynamics,
+                                   dataset_obs=data["observations"], device=device)
+        hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
+        actor = build_gaussian_actor(spec, hidden, setup.actor_encoder,
+                                     dropout_rate=cfg.dropout_rate, layernorm=cfg.layernorm)
+        critic_q = build_critics(spec, hidden, setup.critic_encoder, num_members=2,
                                  layernorm=cfg.layernorm, init="orthogonal")
+        critic_v = build_critics(spec, hidden, setup.critic_encoder, num_members=1,
+                                 with_action=False, layernorm=cfg.layernorm, init="orthogonal")
         actor_optim = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
         scheduler = CosineAnnealingLR(actor_optim, cfg.epoch) if cfg.lr_decay else None
-        return IQLPolicy(
+        policy = IQLPolicy(
             actor, critic_q, critic_v, actor_optim,
             torch.optim.Adam(critic_q.parameters(), lr=cfg.critic_q_lr),
             torch.optim.Adam(critic_v.parameters(), lr=cfg.critic_v_lr),
             actor_scheduler=scheduler, gamma=cfg.gamma, tau=cfg.tau, expectile=cfg.expectile,
-            temperature=cfg.temperature, device=device)
+            temperature=cfg.temperature, actor_anchor_fn=setup.actor_anchor_fn,
+            critic_anchor_fn=setup.critic_anchor_fn, device=device)
+        return policy, {"cocoa": setup.record, "resolved": {"hidden_dims": list(hidden)}}
 
-    return run_policy_training(cfg, algo="iql", build_policy=build, dataset=dataset, env=env,
+    return run_policy_training(cfg, algo="iql_cocoa" if cfg.use_cocoa else "iql",
+                               build_policy=build, dataset=dataset, env=env,
                                transform=normalize_rewards_by_return_range,
-                               extra_record={"resolved": {"hidden_dims": list(hidden)},
-                                             "reward_transform": "1000 / return range"})
+                               extra_record={"reward_transform": "1000 / return range"})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,14 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from offlinerlkit.config import DynamicsOptions, ModelRolloutOptions, RunConfig, SACOptions
+from offlinerlkit.anchor.build import build_anchor_setup
+from offlinerlkit.config import (
+    CocoaOptions,
+    DynamicsOptions,
+    ModelRolloutOptions,
+    RunConfig,
+    SACOptions,
+)
 from offlinerlkit.datasets.transforms import zscore_rewards
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.termination_fns import get_termination_fn
@@ -39,7 +46,7 @@ from offlinerlkit.utils.tasks import parse_task
 
 
 @dataclass(frozen=True)
-class MOBILEConfig(RunConfig, SACOptions, ModelRolloutOptions, DynamicsOptions):
+class MOBILEConfig(RunConfig, SACOptions, ModelRolloutOptions, CocoaOptions, DynamicsOptions):
     """MOBILE (OfflineRL-Kit defaults; spec 9.6)."""
 
     task: str = opt("walker2d-medium-expert-v2", "D4RL task, e.g. hopper-medium-replay-v2")
@@ -65,34 +72,38 @@ def main(cfg: MOBILEConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = Non
             "real_ratio": cfg.real_ratio}
     if cfg.load_dynamics_path is None:
         return run_dynamics_training(cfg, algo="mobile", dataset=dataset, tags=tags)
-    hidden = cfg.hidden_dims or (256, 256)
     task = parse_task(cfg.task)
     dynamics = load_dynamics(
         cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim, action_dim=task.action_dim,
         device=resolve_device(cfg.device), termination_fn=get_termination_fn(task.name))
 
-    def build(spec: EnvSpec, device: torch.device) -> MOBILEPolicy:
-        actor = build_tanh_actor(spec, hidden, layernorm=cfg.layernorm)
-        critics = build_critics(spec, hidden, num_members=cfg.num_q_ensemble,
+    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
+              ) -> tuple[MOBILEPolicy, dict[str, Any]]:
+        setup = build_anchor_setup(cfg, algo="mobile", task=task.name, spec=spec, dynamics=dynamics,
+                                   dataset_obs=data["observations"], device=device)
+        hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
+        actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
+        critics = build_critics(spec, hidden, setup.critic_encoder, num_members=cfg.num_q_ensemble,
                                 layernorm=cfg.layernorm)
         policy = MOBILEPolicy(
             actor, critics, dynamics, **cfg.sac_kwargs(values["auto_alpha"]),
             penalty_coef=values["penalty_coef"], num_samples=cfg.num_samples,
-            max_q_backup=cfg.max_q_backup, device=device)
+            max_q_backup=cfg.max_q_backup, actor_anchor_fn=setup.actor_anchor_fn,
+            critic_anchor_fn=setup.critic_anchor_fn, device=device)
         if cfg.lr_scheduler:
             policy.schedulers["actor"] = CosineAnnealingLR(policy.actor_optim, cfg.epoch)
-        return policy
+        return policy, {"cocoa": setup.record,
+                        "resolved": {**values, "hidden_dims": list(hidden)}}
 
     return run_policy_training(
-        cfg, algo="mobile", build_policy=build, dataset=dataset, env=env, tags=tags,
+        cfg, algo="mobile_cocoa" if cfg.use_cocoa else "mobile", build_policy=build, dataset=dataset, env=env, tags=tags,
         transform=zscore_rewards if cfg.norm_reward else None,
         trainer_cls=MBPolicyTrainer, trainer_kwargs=dict(
             dynamics=dynamics, rollout_freq=cfg.rollout_freq,
             rollout_batch_size=cfg.rollout_batch_size, rollout_length=values["rollout_length"],
             model_retain_epochs=cfg.model_retain_epochs, real_ratio=cfg.real_ratio,
             rollout_augmentation=cfg.rollout_augmentation),
-        extra_record={"resolved": {**values, "hidden_dims": list(hidden)},
-                      "resolved_from": origin})
+        extra_record={"resolved_from": origin})
 
 
 if __name__ == "__main__":

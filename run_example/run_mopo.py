@@ -18,7 +18,14 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from offlinerlkit.config import DynamicsOptions, ModelRolloutOptions, RunConfig, SACOptions
+from offlinerlkit.anchor.build import build_anchor_setup
+from offlinerlkit.config import (
+    CocoaOptions,
+    DynamicsOptions,
+    ModelRolloutOptions,
+    RunConfig,
+    SACOptions,
+)
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.termination_fns import get_termination_fn
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
@@ -37,7 +44,7 @@ from offlinerlkit.utils.tasks import parse_task
 
 
 @dataclass(frozen=True)
-class MOPOConfig(RunConfig, SACOptions, ModelRolloutOptions, DynamicsOptions):
+class MOPOConfig(RunConfig, SACOptions, ModelRolloutOptions, CocoaOptions, DynamicsOptions):
     """MOPO (OfflineRL-Kit defaults; spec 9.5)."""
 
     task: str = opt("walker2d-medium-expert-v2", "D4RL task, e.g. hopper-medium-replay-v2")
@@ -59,7 +66,6 @@ def main(cfg: MOPOConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     tags = {"penalty_coef": values["penalty_coef"], "rollout_length": values["rollout_length"]}
     if cfg.load_dynamics_path is None:
         return run_dynamics_training(cfg, algo="mopo", dataset=dataset, tags=tags)
-    hidden = cfg.hidden_dims or (256, 256)
     auto_alpha = True if cfg.auto_alpha is None else cfg.auto_alpha
     task = parse_task(cfg.task)
     dynamics = load_dynamics(
@@ -67,22 +73,28 @@ def main(cfg: MOPOConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
         device=resolve_device(cfg.device), termination_fn=get_termination_fn(task.name),
         penalty_coef=values["penalty_coef"], uncertainty_mode=cfg.uncertainty_mode)
 
-    def build(spec: EnvSpec, device: torch.device) -> MOPOPolicy:
-        actor = build_tanh_actor(spec, hidden, layernorm=cfg.layernorm)
-        critics = build_critics(spec, hidden, num_members=2, layernorm=cfg.layernorm)
-        policy = MOPOPolicy(actor, critics, **cfg.sac_kwargs(auto_alpha), device=device)
+    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
+              ) -> tuple[MOPOPolicy, dict[str, Any]]:
+        setup = build_anchor_setup(cfg, algo="mopo", task=task.name, spec=spec, dynamics=dynamics,
+                                   dataset_obs=data["observations"], device=device)
+        hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
+        actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
+        critics = build_critics(spec, hidden, setup.critic_encoder, num_members=2, layernorm=cfg.layernorm)
+        policy = MOPOPolicy(actor, critics, **cfg.sac_kwargs(auto_alpha),
+                            actor_anchor_fn=setup.actor_anchor_fn,
+                            critic_anchor_fn=setup.critic_anchor_fn, device=device)
         policy.schedulers["actor"] = CosineAnnealingLR(policy.actor_optim, cfg.epoch)
-        return policy
+        return policy, {"cocoa": setup.record, "resolved": {
+            **values, "hidden_dims": list(hidden), "auto_alpha": auto_alpha}}
 
     return run_policy_training(
-        cfg, algo="mopo", build_policy=build, dataset=dataset, env=env, tags=tags,
+        cfg, algo="mopo_cocoa" if cfg.use_cocoa else "mopo", build_policy=build, dataset=dataset, env=env, tags=tags,
         trainer_cls=MBPolicyTrainer, trainer_kwargs=dict(
             dynamics=dynamics, rollout_freq=cfg.rollout_freq,
             rollout_batch_size=cfg.rollout_batch_size, rollout_length=values["rollout_length"],
             model_retain_epochs=cfg.model_retain_epochs, real_ratio=cfg.real_ratio,
             rollout_augmentation=cfg.rollout_augmentation),
-        extra_record={"resolved": {**values, "hidden_dims": list(hidden), "auto_alpha": auto_alpha},
-                      "resolved_from": origin})
+        extra_record={"resolved_from": origin})
 
 
 if __name__ == "__main__":

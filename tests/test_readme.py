@@ -18,15 +18,19 @@ from sim_data import write_task_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--epoch", "1", "--step_per_epoch", "2", "--eval_episodes", "1", "--batch_size", "16"]
+TINY_COCOA = ["--tr_hidden_dims", "8", "8", "--embedding_dim", "2"]
 TINY_DYNAMICS = ["--dynamics_max_epochs", "2", "--dynamics_hidden_dims", "16", "16",
                  "--dynamics_weight_decay", "0", "0", "0", "--n_ensemble", "3", "--n_elites", "2"]
 SHORTEN = {
     "run_bc.py": FAST + ["--hidden_dims", "16", "16"],
-    "run_cql.py": FAST + ["--hidden_dims", "16", "16", "--num_repeat_actions", "2"],
-    "run_iql.py": FAST + ["--hidden_dims", "16", "16"],
-    "run_mopo.py": FAST + ["--hidden_dims", "16", "16", "--rollout_batch_size", "32"] + TINY_DYNAMICS,
-    "run_mobile.py": FAST + ["--hidden_dims", "16", "16", "--rollout_batch_size", "32"] + TINY_DYNAMICS,
+    "run_cql.py": FAST + TINY_COCOA + ["--hidden_dims", "16", "16", "--num_repeat_actions", "2"],
+    "run_iql.py": FAST + TINY_COCOA + ["--hidden_dims", "16", "16"],
+    "run_mopo.py": FAST + TINY_COCOA + ["--hidden_dims", "16", "16", "--rollout_batch_size", "32"]
+    + TINY_DYNAMICS,
+    "run_mobile.py": FAST + TINY_COCOA + ["--hidden_dims", "16", "16", "--rollout_batch_size", "32"]
+    + TINY_DYNAMICS,
     "run_dynamics.py": TINY_DYNAMICS,
+    "run_anchor_seeker.py": TINY_DYNAMICS + ["--asp_epoch", "2", "--anchor_seeker_hidden_dims", "16", "16"],
 }
 
 

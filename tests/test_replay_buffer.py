@@ -71,3 +71,13 @@ def test_save_load_npz_round_trip(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(ValueError, match="cannot read replay buffer file"):
         other.load(path)
+
+
+def test_oversized_batch_keeps_the_ring_semantics() -> None:
+    buf = ReplayBuffer(4, 1, 1)
+    buf.add_batch(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1), torch.zeros(1, 1), torch.zeros(1))
+    rows = torch.arange(1.0, 7.0)[:, None]  # 6 rows into a buffer of 4 with ptr = 1
+    buf.add_batch(rows, torch.zeros(6, 1), torch.zeros(6), rows, torch.zeros(6))
+    # row i of the batch goes to slot (1 + i) % 4: slots 1,2,3,0,1,2 <- 1..6, so [4, 5, 6, 3]
+    assert buf.sample_all().obs[:, 0].tolist() == [4.0, 5.0, 6.0, 3.0]
+    assert buf.ptr == (1 + 6) % 4 and len(buf) == 4

@@ -147,6 +147,9 @@ def divergent_reverse_rollouts(
         raise ValueError(f"capacity must be None (keep all) or >= 1, got {capacity}")
     if noise_coef < 0 or max_action <= 0:
         raise ValueError(f"need noise_coef >= 0 and max_action > 0, got {noise_coef}, {max_action}")
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"the generator is on {generator.device} but the reverse model on {device}; "
+                         "create the generator on the model's device")
 
     n, length = start.shape[0], int(rollout_length)
     total = n * length
@@ -160,16 +163,13 @@ def divergent_reverse_rollouts(
             "reverse imagination: capacity %d < %d start states x %d steps = %d transitions; as in "
             "the original ring buffer only the last %d survive (from start states %d..%d, in "
             "rotated order) and %d are dropped; pass capacity=None to keep them all",
-            size, n, length, total, size, first_start, n - 1, total - size, total - size)
+            size, n, length, total, size, first_start, n - 1, total - size)
 
     out = {
         "observations": np.zeros((size, obs_dim), np.float32),
         "actions": np.zeros((size, action_dim), np.float32),
         "next_observations": np.zeros((size, obs_dim), np.float32),
     }
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(f"the generator is on {generator.device} but the reverse model on {device}; "
-                         "create the generator on the model's device")
     # one direction per start state, drawn once (replaces the original's address-keyed cache)
     pick = torch.randint(actions.shape[0], (n,), generator=generator, device=device)
     directions = actions[pick]  # [N, A]
@@ -189,10 +189,12 @@ def divergent_reverse_rollouts(
                 pos = layout[k, lo:hi]  # [b]
                 keep = pos >= first_kept
                 slots = pos[keep] % size
-                rows = torch.from_numpy(np.nonzero(keep)[0]).to(device)
-                out["observations"][slots] = prev[rows].cpu().numpy()
-                out["actions"][slots] = action[rows].cpu().numpy()
-                out["next_observations"][slots] = x[rows].cpu().numpy()
+                values = {"observations": prev, "actions": action, "next_observations": x}
+                if not keep.all():  # the first rolled-out block of a ring: drop overwritten rows
+                    rows = torch.from_numpy(np.nonzero(keep)[0]).to(device)
+                    values = {key: value[rows] for key, value in values.items()}
+                for key, value in values.items():
+                    out[key][slots] = value.cpu().numpy()
                 x = prev
             bar.update(hi - lo)
     finally:

@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from offlinerlkit.nets.mlp import MLP
 from offlinerlkit.utils.seeding import get_rng_state
 
-__all__ = ["SEEKER_FILE", "AnchorSeeker", "SeekerFileError", "load_seeker", "save_seeker"]
+__all__ = ["SEEKER_FILE", "AnchorSeeker", "SeekerFileError", "load_seeker", "resolve_seeker_file",
+           "save_seeker"]
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +201,10 @@ def load_seeker(
 
     The architecture comes from the file: our metadata, or (original files) the key layout and
     weight shapes, cross-checked against `<folder>/../record/hyper_param.json` when present
-    (`task`, `anchor_seeker_hidden_dims`, `asp_layernorm`, `max_action`, at the top level as
-    the original writes them or under `config` as ours does).
+    (`anchor_seeker_hidden_dims`, `asp_layernorm`/`seeker_layernorm`; `max_action` is read from
+    it). The task is
+    checked against the file's metadata and the JSON's `task` (at the top level as the original
+    writes it, or under `config` as ours does).
 
     Args:
         path: see `resolve_seeker_file`.
@@ -253,7 +256,8 @@ def load_seeker(
                                    (max_action if max_action is not None else 1.0))
         file_task = None
     if hyper:
-        _check_hyper(arch, hyper, hyper_path, file)
+        if meta is None:  # ours describe themselves; the JSON's flags may mean other networks
+            _check_hyper(arch, hyper, hyper_path, file)
         hyper_task = _find(hyper, "task")
         if file_task and hyper_task and _norm(file_task) != _norm(hyper_task):
             raise SeekerFileError(f"{file} says task {file_task!r} but {hyper_path} says "
@@ -306,7 +310,13 @@ def _numpy_global(name: str) -> Any | None:
 
 
 def _torch_load(file: Path) -> Any:
-    """`torch.load(weights_only=True)`, allowing exactly the numpy globals an original file needs."""
+    """`torch.load(weights_only=True)`, allowing only the numpy globals an original file needs.
+
+    The original pickles numpy's RNG state tuple (a `uint32` array). If plain weights-only
+    loading fails, the globals the file needs are listed; when all of them are numpy's array
+    and dtype reconstructors they (and the numeric dtype classes) are allowed for one more
+    weights-only load; anything else is refused.
+    """
     def corrupt(exc: BaseException) -> SeekerFileError:
         first = str(exc).splitlines()[0] if str(exc) else ""
         return SeekerFileError(f"cannot read {file} ({type(exc).__name__}: {first}); the file is "
@@ -331,8 +341,14 @@ def _torch_load(file: Path) -> Any:
                                   f"({', '.join(refused)}); refusing to unpickle it. Use a file "
                                   "written by save_seeker or by the original anchor-seeker script")
         raise corrupt(first_error) from first_error
+    safe: list[Any] = [(obj, name) for name, obj in allowed.items()]
+    if any(name.endswith(".dtype") or name.startswith("numpy.dtypes.") for name in allowed):
+        # unpickling a dtype also BUILDs an instance of its class (e.g. UInt32DType), which
+        # torch does not list among the needed globals: allow the numeric dtype classes
+        safe += sorted({type(np.dtype(c)) for c in "?" + np.typecodes["AllInteger"]
+                        + np.typecodes["AllFloat"]}, key=str)
     try:
-        with torch.serialization.safe_globals([(obj, name) for name, obj in allowed.items()]):
+        with torch.serialization.safe_globals(safe):
             return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise corrupt(exc) from exc

@@ -68,12 +68,12 @@ class ReplayBuffer:
         batch = Batch(obs, action, reward.reshape(-1, 1), next_obs, done.reshape(-1, 1).float())
         self._check_shapes(batch)
         n = len(batch)
-        if n > self.capacity:  # only the last `capacity` rows can survive
-            batch = Batch(*(getattr(batch, k)[-self.capacity:] for k in _FIELDS))
-            n = self.capacity
-        idx = (self.ptr + torch.arange(n, device=self.device)) % self.capacity  # [n]
+        # row i goes to (ptr + i) mod capacity; when n > capacity only the last `capacity` rows
+        # survive, at the slots they would have overwritten last (the original's ring semantics)
+        first = max(n - self.capacity, 0)
+        idx = (self.ptr + torch.arange(first, n, device=self.device)) % self.capacity  # [kept]
         for k in _FIELDS:
-            self._data[k][idx] = getattr(batch, k).to(self.device, torch.float32)
+            self._data[k][idx] = getattr(batch, k)[first:].to(self.device, torch.float32)
         self.ptr = (self.ptr + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 

@@ -124,7 +124,8 @@ def run_policy_training(
     cfg: RunConfig,
     *,
     algo: str,
-    build_policy: Callable[[EnvSpec, torch.device], Any],
+    build_policy: Callable[[EnvSpec, torch.device, Mapping[str, np.ndarray]],
+                           tuple[Any, Mapping[str, Any]]],
     dataset: Optional[Mapping[str, np.ndarray]] = None,
     env: Any = None,
     transform: Optional[Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]] = None,
@@ -137,8 +138,9 @@ def run_policy_training(
 
     Order: threads and device, `set_seed(cfg.seed)` (before any network is built), the dataset
     (the task's own unless `dataset` is given; `transform` applied, e.g. reward scaling), the
-    evaluation env (seeded once), `build_policy(spec, device)`, the run directory and logger,
-    the trainer (`trainer_cls`, default `MFPolicyTrainer`), resume when `cfg.resume`, training.
+    evaluation env (seeded once), `build_policy(spec, device, dataset) -> (policy, record)`
+    (`record` goes into `hyper_param.json`), the run directory and logger, the trainer
+    (`trainer_cls`, default `MFPolicyTrainer`), resume when `cfg.resume`, training.
 
     Returns:
         The run directory.
@@ -163,12 +165,12 @@ def run_policy_training(
         raise ValueError(f"the dataset has observation/action sizes {spec.obs_dim}/{spec.action_dim} "
                          f"but {task.name} has {task.obs_dim}/{task.action_dim}; pass the task's data")
     env = env if env is not None else make_env(task, seed=cfg.seed)
-    policy = build_policy(spec, device)
+    policy, policy_record = build_policy(spec, device, dataset)
     buffer = ReplayBuffer.from_transitions(dataset, device=device)
     run_dir, logger = open_run(cfg, algo=algo, tags=tags, extra_record={
         "env_spec": dataclasses.asdict(spec), "dataset_source": source,
         "num_transitions": len(buffer), "device": str(device), "versions": software_versions(),
-        **(extra_record or {})})
+        **(extra_record or {}), **policy_record})
     trainer = (trainer_cls or MFPolicyTrainer)(
         policy, buffer=buffer, logger=logger, run_dir=run_dir, env=env, task=task,
         epochs=cfg.epoch, step_per_epoch=cfg.step_per_epoch, batch_size=cfg.batch_size,

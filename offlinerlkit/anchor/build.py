@@ -1,0 +1,125 @@
+"""Turn COCOA's options into anchor functions and encoder choices for a policy (spec 5, 6.5, 9.2).
+
+A policy script calls `build_anchor_setup` once; the result says which anchor function the actor
+and the critics get (None for a plain network) and which encoder each network type uses. When
+the actor and critic horizons are equal, both get the same function object, so a policy computes
+each state batch's anchors once for all its networks.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from offlinerlkit.anchor.anchor_fn import AnchorFn, closest_delta_anchor_fn, rollout_anchor_fn
+from offlinerlkit.anchor.seeker import load_seeker
+from offlinerlkit.config import CocoaOptions
+from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
+from offlinerlkit.modules.build import PLAIN, EncoderOptions
+from offlinerlkit.types import EnvSpec
+
+log = logging.getLogger(__name__)
+
+#: Default f/g sizes per algorithm (spec 6.4): (tr_hidden_dims, embedding_dim, backbone).
+COCOA_SIZES: dict[str, tuple[tuple[int, ...], int, tuple[int, ...]]] = {
+    "cql": ((256, 256, 256), 32, (256, 256, 256)),
+    "iql": ((64, 64), 4, (100, 100)),
+    "mopo": ((64, 64), 4, (100, 100)),
+    "mobile": ((64, 64), 4, (100, 100)),
+}
+
+
+class CocoaSetupError(ValueError):
+    """COCOA was asked for with options that cannot work; the message says what to pass."""
+
+
+@dataclass(frozen=True)
+class AnchorSetup:
+    """What a policy needs from COCOA.
+
+    Attributes:
+        actor_anchor_fn, critic_anchor_fn: the anchor functions (None: plain network).
+        actor_encoder, critic_encoder: encoder options of the actor and of the critics/V.
+        backbone_dims: the default backbone sizes for this algorithm and variant (COCOA's when
+            any network is anchor + delta, else None to keep the algorithm's plain default).
+        record: a JSON-friendly description for `hyper_param.json`.
+    """
+
+    actor_anchor_fn: Optional[AnchorFn] = None
+    critic_anchor_fn: Optional[AnchorFn] = None
+    actor_encoder: EncoderOptions = PLAIN
+    critic_encoder: EncoderOptions = PLAIN
+    backbone_dims: Optional[tuple[int, ...]] = None
+    record: dict[str, Any] = field(default_factory=lambda: {"cocoa": False})
+
+    @property
+    def enabled(self) -> bool:
+        return self.actor_anchor_fn is not None or self.critic_anchor_fn is not None
+
+
+def build_anchor_setup(options: CocoaOptions, *, algo: str, task: str, spec: EnvSpec,
+                       dynamics: Optional[EnsembleDynamics], dataset_obs: Optional[np.ndarray],
+                       device: torch.device | str = "cpu",
+                       generator: Optional[torch.Generator] = None) -> AnchorSetup:
+    """Build the anchor functions and encoder options that `options` ask for.
+
+    Args:
+        options: the script's COCOA options.
+        algo: `cql`, `iql`, `mopo` or `mobile` (default network sizes, spec 6.4).
+        task: the task; a seeker trained for another task is refused.
+        spec: observation/action sizes; a seeker of other sizes is refused.
+        dynamics: the trained forward dynamics (needed for rollout anchors).
+        dataset_obs: dataset observations (needed for the closest-delta ablation).
+        device: where the seeker goes.
+        generator: random source of the closest-delta ablation.
+    """
+    actor_transd, critic_transd = options.actor_transd, options.critic_transd
+    if not options.use_cocoa:
+        if actor_transd or critic_transd:
+            raise CocoaSetupError("--actor_transd/--critic_transd need anchors: pass "
+                                  "--load_anchor_seeker_path (and --load_dynamics_path)")
+        return AnchorSetup()
+    actor_transd = True if actor_transd is None else actor_transd
+    critic_transd = True if critic_transd is None else critic_transd
+    if not (actor_transd or critic_transd):
+        raise CocoaSetupError("COCOA is on but --actor_transd and --critic_transd are both off; "
+                              "drop --load_anchor_seeker_path for a plain run")
+    tr_default, embed_default, backbone = COCOA_SIZES[algo]
+    encoder = EncoderOptions(cocoa=True, tr_hidden_dims=options.tr_hidden_dims or tr_default,
+                             embedding_dim=options.embedding_dim or embed_default,
+                             fg_layernorm=options.fg_layernorm_resolved)
+    record: dict[str, Any] = {"cocoa": True, "anchor_mode": options.anchor_mode,
+                              "actor_transd": actor_transd, "critic_transd": critic_transd,
+                              "tr_hidden_dims": list(encoder.tr_hidden_dims),
+                              "embedding_dim": encoder.embedding_dim,
+                              "fg_layernorm": encoder.fg_layernorm}
+    if options.anchor_mode == "rollout":
+        if dynamics is None:
+            raise CocoaSetupError("COCOA's rollout anchors run the forward dynamics: pass "
+                                  "--load_dynamics_path <dynamics run>/model")
+        seeker = load_seeker(options.load_anchor_seeker_path, task=task,  # type: ignore[arg-type]
+                             obs_dim=spec.obs_dim, action_dim=spec.action_dim,
+                             hidden_dims=options.anchor_seeker_hidden_dims, device=device)
+        actor_fn = rollout_anchor_fn(seeker, dynamics, options.actor_horizon_len)
+        critic_fn = (actor_fn if options.critic_horizon_len == options.actor_horizon_len
+                     else rollout_anchor_fn(seeker, dynamics, options.critic_horizon_len))
+        record.update(actor_horizon_len=options.actor_horizon_len,
+                      critic_horizon_len=options.critic_horizon_len,
+                      seeker=seeker.architecture())
+    else:
+        if dataset_obs is None:
+            raise CocoaSetupError("the closest_delta ablation needs the dataset observations")
+        obs = torch.as_tensor(np.asarray(dataset_obs, dtype=np.float32), device=device)
+        actor_fn = critic_fn = closest_delta_anchor_fn(
+            obs, sample_size=options.closest_obs_sample_size, generator=generator)
+        record.update(closest_obs_sample_size=options.closest_obs_sample_size)
+    return AnchorSetup(
+        actor_anchor_fn=actor_fn if actor_transd else None,
+        critic_anchor_fn=critic_fn if critic_transd else None,
+        actor_encoder=encoder if actor_transd else PLAIN,
+        critic_encoder=encoder if critic_transd else PLAIN,
+        backbone_dims=backbone, record=record,
+    )

@@ -1,0 +1,185 @@
+"""Make D4RL-protocol datasets locally ("replicas") in gymnasium's -v4 MuJoCo simulators.
+
+    python run_example/make_dataset.py --robot hopper                      # all five levels, 1M
+    python run_example/make_dataset.py --robot hopper --train_steps 60000 --num_samples 50000 \
+        --out_dir data/replica
+    python run_example/make_dataset.py --policy data/replica/policies/hopper/expert.pt \
+        --num_samples 200000 --seed 1 --out_dir data/replica_more      # more data, no training
+
+Levels follow D4RL (shared/spec/DATA.md): random = a randomly initialised policy; expert = online
+SAC trained to completion (--train_steps); medium = the SAC snapshot closest to one third of the
+expert's return; medium-replay = SAC's replay buffer up to that snapshot; medium-expert = medium
+then expert. Behaviour policies are sampled stochastically in --num_envs simulators at once.
+
+Outputs, in --out_dir (default $COCOA_REPLICA_DIR, else ~/.cocoa/replica):
+
+    <robot>_<level>-v2-replica.hdf5          e.g. hopper_medium_replay-v2-replica.hdf5
+    policies/<robot>/{random,medium,expert}.pt  behaviour policies (--policy samples from one)
+    logs/replica-<robot>/online_sac/seed_<k>_<time>/  the SAC run (hyper_param.json, CSV, TB)
+
+Train on a replica with the task prefix `replica:`, e.g. `--task replica:hopper-medium-v2`.
+Existing files are never replaced without --overwrite.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from offlinerlkit.datasets.replica import (
+    REPLICA_LEVELS,
+    replica_dataset_dir,
+    split_replica_task,
+)
+from offlinerlkit.policy_trainer.online import (
+    LevelResult,
+    ReplicaResult,
+    SACTrainOptions,
+    make_replica,
+    sample_from_policy,
+)
+from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.experiment import configure_threads, resolve_device, software_versions
+from offlinerlkit.utils.logger import Logger
+from offlinerlkit.utils.run_dir import RunDir
+from offlinerlkit.utils.seeding import set_seed
+from offlinerlkit.utils.tasks import ROBOTS, parse_task
+
+
+@dataclass(frozen=True)
+class MakeDatasetConfig:
+    """Make D4RL-protocol replica datasets (online SAC + sampling) for one robot."""
+
+    robot: Optional[str] = opt(None, "hopper, halfcheetah or walker2d")
+    task: Optional[str] = opt(None, "instead of --robot: any task of the robot, e.g. "
+                                    "hopper-medium-v2 or replica:hopper-medium-v2")
+    levels: tuple[str, ...] = opt(REPLICA_LEVELS, "levels to make (random needs no training)")
+    train_steps: int = opt(1_000_000, "environment steps of the online SAC run (D4RL: 1M)")
+    num_samples: int = opt(1_000_000, "rows of the random, medium and expert datasets (D4RL: 1M)")
+    seed: int = opt(0, "seed of everything (torch, numpy, simulators; see online.py)")
+    out_dir: Optional[str] = opt(None, "replica folder (default: $COCOA_REPLICA_DIR or "
+                                       "~/.cocoa/replica)")
+    policy: Optional[str] = opt(None, "sample --num_samples rows from this saved behaviour policy "
+                                      "(policies/<robot>/<level>.pt) instead of training; the "
+                                      "file is named after the policy's level (--levels unused)")
+    overwrite: bool = opt(False, "replace existing datasets and policies")
+    num_envs: int = opt(8, "simulators stepped together when sampling")
+    device: str = opt("auto", "torch device: auto, cpu, cuda, ...")
+    threads: Optional[int] = opt(None, "torch CPU threads (1 is fastest for these small networks)")
+    progress: bool = opt(True, "show progress bars")
+    hidden_dims: tuple[int, ...] = opt((256, 256), "SAC actor/critic widths")
+    batch_size: int = opt(256, "SAC minibatch size")
+    actor_lr: float = opt(3e-4, "SAC actor learning rate")
+    critic_lr: float = opt(3e-4, "SAC critic learning rate")
+    alpha_lr: float = opt(3e-4, "SAC entropy-weight learning rate")
+    gamma: float = opt(0.99, "discount")
+    tau: float = opt(0.005, "target Polyak rate")
+    start_steps: int = opt(10_000, "uniformly random actions for the first steps")
+    update_after: int = opt(1_000, "first SAC update after this many steps")
+    eval_every: int = opt(5_000, "steps between evaluations and policy snapshots")
+    eval_episodes: int = opt(5, "deterministic episodes per evaluation")
+    final_eval_episodes: int = opt(10, "episodes of the final evaluation of each behaviour policy")
+    medium_fraction: float = opt(1.0 / 3.0, "medium = snapshot closest to this fraction of the "
+                                            "expert return")
+    expert_choice: Literal["final", "best"] = opt("final", "expert = final snapshot (D4RL) or the "
+                                                           "best evaluated one")
+    max_episode_steps: Optional[int] = opt(None, "cut episodes earlier than 1000 steps (tests)")
+    log_dir: Optional[str] = opt(None, "where the SAC run's log goes (default: <out_dir>/logs)")
+
+    def __post_init__(self) -> None:
+        if self.policy is None and (self.robot is None) == (self.task is None):
+            raise ValueError("give exactly one of --robot and --task (or --policy)")
+        unknown = [lv for lv in self.levels if lv not in REPLICA_LEVELS]
+        if unknown:
+            raise ValueError(f"--levels: unknown {unknown}; choose from {list(REPLICA_LEVELS)}")
+        for name in ("train_steps", "num_samples", "num_envs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def resolved_robot(self) -> Optional[str]:
+        """The robot of --robot or --task (None with --policy alone)."""
+        if self.robot is not None:
+            if self.robot not in ROBOTS:
+                raise ValueError(f"--robot must be one of {sorted(ROBOTS)}, got {self.robot!r}")
+            return self.robot
+        if self.task is not None:
+            return parse_task(split_replica_task(self.task)[1]).robot
+        return None
+
+
+def _summary(results: dict[str, LevelResult]) -> str:
+    lines = [f"{'level':<14}{'rows':>9}{'episodes':>10}{'return':>10}{'norm':>7}"
+             f"{'eval':>10}{'norm':>7}{'step':>9}{'sec':>8}  file"]
+    for r in results.values():
+        ev = "" if r.eval_return is None else f"{r.eval_return:10.1f}{r.eval_normalized:7.1f}"
+        ev = ev or f"{'-':>10}{'-':>7}"
+        lines.append(f"{r.level:<14}{r.num_rows:>9}{r.num_episodes:>10}{r.behaviour_return:10.1f}"
+                     f"{r.behaviour_normalized:7.1f}{ev}{r.policy_step:>9}{r.seconds:8.1f}  "
+                     f"{r.path}")
+    return "\n".join(lines)
+
+
+def main(cfg: MakeDatasetConfig) -> ReplicaResult:
+    """Make the datasets (or sample from `cfg.policy`); returns what was written."""
+    configure_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    set_seed(cfg.seed)
+    out_dir = Path(cfg.out_dir).expanduser() if cfg.out_dir else replica_dataset_dir()
+    started = time.perf_counter()
+
+    if cfg.policy is not None:
+        level = sample_from_policy(
+            cfg.policy, out_dir=out_dir, seed=cfg.seed, num_samples=cfg.num_samples,
+            num_envs=cfg.num_envs, max_episode_steps=cfg.max_episode_steps,
+            eval_episodes=cfg.final_eval_episodes, device=device, overwrite=cfg.overwrite,
+            progress=cfg.progress, expected_robot=cfg.resolved_robot)
+        result = ReplicaResult(robot=level.robot, levels={level.level: level},
+                               timings={level.level: level.seconds})
+    else:
+        robot = cfg.resolved_robot
+        assert robot is not None
+        options = SACTrainOptions(
+            train_steps=cfg.train_steps, hidden_dims=cfg.hidden_dims, actor_lr=cfg.actor_lr,
+            critic_lr=cfg.critic_lr, alpha_lr=cfg.alpha_lr, gamma=cfg.gamma, tau=cfg.tau,
+            batch_size=cfg.batch_size, start_steps=cfg.start_steps,
+            update_after=cfg.update_after, eval_every=cfg.eval_every,
+            eval_episodes=cfg.eval_episodes, final_eval_episodes=cfg.final_eval_episodes,
+            medium_fraction=cfg.medium_fraction, expert_choice=cfg.expert_choice)
+        logger = None
+        if any(lv != "random" for lv in cfg.levels):
+            run_dir = RunDir.create(Path(cfg.log_dir) if cfg.log_dir else out_dir / "logs",
+                                    task=f"replica-{robot}", algo="online_sac", seed=cfg.seed)
+            logger = Logger(run_dir, backends=("csv", "tensorboard"))
+            logger.write_hyper_params({
+                "config": dataclasses.asdict(cfg), "dataset_source": "cocoa-rl replica (maker)",
+                "out_dir": str(out_dir), "device": str(device), "versions": software_versions()})
+        try:
+            result = make_replica(
+                robot, levels=cfg.levels, out_dir=out_dir, seed=cfg.seed,
+                num_samples=cfg.num_samples, options=options, num_envs=cfg.num_envs,
+                max_episode_steps=cfg.max_episode_steps, device=device,
+                overwrite=cfg.overwrite, progress=cfg.progress, logger=logger)
+        finally:
+            if logger is not None:
+                logger.close()
+
+    total = time.perf_counter() - started
+    result.timings["total"] = total
+    print(f"\ncocoa-rl replica datasets for {result.robot} (locally made, not D4RL) in {out_dir}")
+    print(_summary(result.levels))
+    if result.expert_return is not None:
+        print(f"expert return {result.expert_return:.1f}; medium snapshot at step "
+              f"{result.medium_step}")
+    print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+    for lv, path in result.policy_paths.items():
+        print(f"policy {lv}: {path}")
+    return result
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    main(parse_config(MakeDatasetConfig))
