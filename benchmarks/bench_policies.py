@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from timing import median_time
 
+from offlinerlkit.anchor import AnchorSeeker, rollout_anchor_fn
 from offlinerlkit.dynamics import EnsembleDynamics, GaussianEnsemble
 from offlinerlkit.modules.actor import DeterministicActor
 from offlinerlkit.modules.build import (
@@ -61,14 +62,9 @@ def make_dynamics(spec: EnvSpec, device: torch.device) -> EnsembleDynamics:
 
 
 def make_anchor_fn(spec: EnvSpec, dynamics: EnsembleDynamics, device: torch.device) -> CountingAnchorFn:
-    """A horizon-1 rollout anchor: `anchor = dynamics_mean(s, seeker(s))` (spec 5.1)."""
-    seeker = MLP(spec.obs_dim, (100, 100), spec.action_dim, layernorm=True).to(device)
-    seeker.requires_grad_(False)
-
-    def anchor(obs: torch.Tensor) -> torch.Tensor:
-        return dynamics.predict_mean(obs, torch.tanh(seeker(obs)))
-
-    return CountingAnchorFn(anchor)
+    """A horizon-1 rollout anchor `dynamics_mean(s, seeker(s))` (spec 5.1), counting its calls."""
+    seeker = AnchorSeeker(spec.obs_dim, spec.action_dim).to(device).requires_grad_(False)
+    return CountingAnchorFn(rollout_anchor_fn(seeker, dynamics, 1))
 
 
 def build(algo: str, cocoa: bool, spec: EnvSpec, device: torch.device

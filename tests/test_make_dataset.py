@@ -364,15 +364,17 @@ def test_make_dataset_cli_and_validation() -> None:
 
 @pytest.mark.slow
 def test_short_sac_run_improves_over_the_random_policy(tmp_path: Path) -> None:
-    """Hopper, 25k SAC steps: the expert's evaluated return is far above the random policy's."""
+    """Hopper, 20k online SAC steps (about 5 min here): the best snapshot, re-evaluated, is far
+    above the randomly initialised policy, and so are the returns of the data it samples."""
     torch.manual_seed(0)
-    options = SACTrainOptions(train_steps=25_000, hidden_dims=(128, 128), start_steps=2_000,
-                              update_after=1_000, eval_every=5_000, eval_episodes=3,
-                              final_eval_episodes=5)
+    options = SACTrainOptions(train_steps=20_000, start_steps=5_000, update_after=1_000,
+                              eval_every=2_500, eval_episodes=5, final_eval_episodes=10,
+                              expert_choice="best")
     result = make_replica("hopper", levels=("random", "expert"), out_dir=tmp_path, seed=0,
-                          num_samples=2_000, options=options, num_envs=4)
+                          num_samples=5_000, options=options, num_envs=8)
     random_return = result.levels["random"].eval_return
     expert_return = result.levels["expert"].eval_return
-    assert expert_return > max(3 * random_return, random_return + 300), (
+    assert random_return is not None and expert_return is not None
+    assert expert_return > max(3 * random_return, random_return + 200), (
         random_return, expert_return, result.eval_curve)
-    assert result.levels["expert"].behaviour_return > result.levels["random"].behaviour_return
+    assert result.levels["expert"].behaviour_return > 2 * result.levels["random"].behaviour_return
