@@ -33,17 +33,8 @@ from offlinerlkit.config import CommonConfig, DynamicsOptions
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
-from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import (
-    configure_threads,
-    load_task_data,
-    open_run,
-    resolve_device,
-    software_versions,
-)
-from offlinerlkit.utils.seeding import set_seed
-from offlinerlkit.utils.tasks import parse_task
+from offlinerlkit.utils.experiment import open_run, prepare_run, software_versions
 
 #: `--load_*_path dummy` in the original's README means "no path".
 NO_PATH = ("", "dummy", "none", "None")
@@ -104,20 +95,10 @@ def _path(value: Optional[str]) -> Optional[str]:
 
 def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None) -> Path:
     """Run stage B; returns the run directory (seeker in `model/`, rollouts in `result/`)."""
-    configure_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    task = parse_task(cfg.task)
-    set_seed(cfg.seed)
+    device, task, dataset, source, spec = prepare_run(cfg, dataset)
     scale = ANCHOR_SEEKER_ALL.values["scale_coef"] if cfg.scale_coef is None else cfg.scale_coef
     noise = ANCHOR_SEEKER_ALL.values["noise_coef"] if cfg.noise_coef is None else cfg.noise_coef
     layernorm = cfg.seeker_layernorm if cfg.asp_layernorm is None else cfg.asp_layernorm
-    source = "given in memory"
-    if dataset is None:
-        dataset, source = load_task_data(cfg.task, cfg.dataset_path)
-    spec = EnvSpec.from_transitions(dataset)
-    if (spec.obs_dim, spec.action_dim) != (task.obs_dim, task.action_dim):
-        raise ValueError(f"the dataset has observation/action sizes {spec.obs_dim}/{spec.action_dim} "
-                         f"but {task.name} has {task.obs_dim}/{task.action_dim}")
     capacity = (cfg.rollout_batch_size * cfg.rollout_length * cfg.rollout_epoch
                 if cfg.imagination_buffer == "ring" else None)
     run_dir, logger = open_run(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
+from offlinerlkit.utils.fileio import atomic_write
 
 __all__ = [
     "IMAGINATION_FILE",
@@ -227,18 +227,7 @@ def save_imagination(path: str | os.PathLike, data: Mapping[str, Any], *,
         raise ValueError(f"save_imagination: data lacks {missing}")
     payload: dict[str, Any] = {k: np.asarray(data[k], dtype=np.float32) for k in ARRAY_KEYS}
     payload["infos/step"] = data.get("infos/step")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(payload, f, protocol=4)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: pickle.dump(payload, f, protocol=4))
 
 
 _NUMPY_GLOBALS = {

@@ -17,11 +17,9 @@ file needs, and rebuilds the architecture from the weight shapes.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +30,13 @@ import torch
 from torch import Tensor, nn
 
 from offlinerlkit.nets.mlp import MLP
+from offlinerlkit.utils.fileio import atomic_write
+from offlinerlkit.utils.run_record import (
+    HYPER_PARAM_FILE,
+    find_hyper_value,
+    read_hyper_params,
+    same_task,
+)
 from offlinerlkit.utils.seeding import get_rng_state
 
 __all__ = ["SEEKER_FILE", "AnchorSeeker", "SeekerFileError", "load_seeker", "resolve_seeker_file",
@@ -41,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 SEEKER_FILE = "anchor_seeker_pretrain.pth"
 FORMAT, FORMAT_VERSION = "cocoa-rl/anchor_seeker", 1
-HYPER_PARAM_FILE = Path("record") / "hyper_param.json"
 _ARCH_KEYS = ("obs_dim", "action_dim", "hidden_dims", "layernorm", "max_action")
 _BACKBONE_KEY = re.compile(r"^backbone\.model\.(\d+)\.(weight|bias)$")
 
@@ -126,18 +130,7 @@ def save_seeker(path: str | os.PathLike, seeker: AnchorSeeker, *,
     meta.update(format=FORMAT, format_version=FORMAT_VERSION)
     state = OrderedDict((k, v.detach().to("cpu", copy=True)) for k, v in seeker.state_dict().items())
     payload = {"state_dict": state, "random_states": _random_states(), "metadata": meta}
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return file
+    return atomic_write(file, lambda f: torch.save(payload, f))
 
 
 def _random_states() -> dict[str, Any]:
@@ -223,7 +216,7 @@ def load_seeker(
     """
     file = resolve_seeker_file(path)
     payload = _torch_load(file)
-    hyper = _read_hyper_params(file)
+    hyper = read_hyper_params(file.parent.parent, error=SeekerFileError)
     hyper_path = file.parent.parent / HYPER_PARAM_FILE
     if not isinstance(payload, Mapping) or not isinstance(payload.get("state_dict"), Mapping):
         raise SeekerFileError(f"{file} is not an anchor-seeker file (no 'state_dict' entry); pass "
@@ -251,15 +244,15 @@ def load_seeker(
                                   f"max_action={max_action} was given; pass max_action=None")
     else:  # the original's {state_dict, random_states}
         arch = dict(inferred)
-        hyper_max = _find(hyper, "max_action") if hyper else None
+        hyper_max = find_hyper_value(hyper, ("max_action",)) if hyper else None
         arch["max_action"] = float(hyper_max if hyper_max is not None else
                                    (max_action if max_action is not None else 1.0))
         file_task = None
     if hyper:
         if meta is None:  # ours describe themselves; the JSON's flags may mean other networks
             _check_hyper(arch, hyper, hyper_path, file)
-        hyper_task = _find(hyper, "task")
-        if file_task and hyper_task and _norm(file_task) != _norm(hyper_task):
+        hyper_task = find_hyper_value(hyper, ("task",))
+        if file_task and hyper_task and not same_task(file_task, hyper_task):
             raise SeekerFileError(f"{file} says task {file_task!r} but {hyper_path} says "
                                   f"{hyper_task!r}; the folder mixes files of two runs")
         file_task = file_task or hyper_task
@@ -267,7 +260,7 @@ def load_seeker(
         if file_task is None:
             logger.warning("cannot check the task of %s: no task recorded in the file or in %s",
                            file, hyper_path)
-        elif _norm(file_task) != _norm(task):
+        elif not same_task(file_task, task):
             raise SeekerFileError(f"{file} was trained for task {file_task!r}, not {task!r}; pass "
                                   f"the anchor seeker of a {task} run")
     for name, want in (("obs_dim", obs_dim), ("action_dim", action_dim)):
@@ -396,36 +389,13 @@ def _infer_architecture(state: Mapping[str, Tensor], file: Path) -> dict[str, An
             "hidden_dims": hidden, "layernorm": layernorm}
 
 
-def _read_hyper_params(file: Path) -> dict[str, Any] | None:
-    path = file.parent.parent / HYPER_PARAM_FILE
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SeekerFileError(f"cannot read {path}: {exc}; fix or remove the file") from exc
-    if not isinstance(value, dict):
-        raise SeekerFileError(f"{path} is not a JSON object; fix or remove the file")
-    return value
-
-
-def _find(hyper: Mapping[str, Any], *keys: str) -> Any:
-    """A value of `hyper_param.json` at the top level (original) or under `config` (ours)."""
-    for scope in (hyper, hyper.get("config")):
-        if isinstance(scope, Mapping):
-            for key in keys:
-                if scope.get(key) is not None:
-                    return scope[key]
-    return None
-
-
 def _check_hyper(arch: Mapping[str, Any], hyper: Mapping[str, Any], hyper_path: Path, file: Path) -> None:
     checks = (
         ("hidden_dims", ("anchor_seeker_hidden_dims",), lambda v: [int(h) for h in v]),
         ("layernorm", ("seeker_layernorm", "asp_layernorm"), bool),
     )
     for name, keys, cast in checks:
-        value = _find(hyper, *keys)
+        value = find_hyper_value(hyper, keys)
         if value is None:
             continue
         try:
@@ -437,5 +407,3 @@ def _check_hyper(arch: Mapping[str, Any], hyper: Mapping[str, Any], hyper_path: 
                                   f"{value!r}; the folder mixes files of two runs")
 
 
-def _norm(task: str) -> str:
-    return str(task).strip().lower()

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from offlinerlkit.types import Batch
+from offlinerlkit.utils.fileio import atomic_write
 
 _FIELDS = ("obs", "action", "reward", "next_obs", "done")
 
@@ -127,17 +128,9 @@ class ReplayBuffer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the buffer to an `.npz` file atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
         arrays = {k: (v.numpy() if isinstance(v, Tensor) else np.asarray(v)) for k, v in state.items()}
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore a buffer written by `save`."""

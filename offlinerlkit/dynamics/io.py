@@ -15,11 +15,9 @@ and `std.npy` of shape `(1, S + A)`.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,13 +28,19 @@ from torch import Tensor
 
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import Direction, EnsembleDynamics, TerminationFn
+from offlinerlkit.utils.fileio import atomic_write
+from offlinerlkit.utils.run_record import (
+    HYPER_PARAM_FILE,
+    find_hyper_value,
+    read_hyper_params,
+    same_task,
+)
 from offlinerlkit.utils.scaler import MU_FILE, STD_FILE, StandardScaler
 
 logger = logging.getLogger(__name__)
 
 FILE_NAMES: dict[str, str] = {"forward": "dynamics.pth", "reverse": "reverse_dynamics.pth"}
 FORMAT, FORMAT_VERSION = "cocoa-rl/dynamics", 1
-HYPER_PARAM_FILE = Path("record") / "hyper_param.json"
 #: Sub-folders of a run folder searched, in order, for a dynamics file.
 RUN_SUBDIRS = ("model", "checkpoint_last")
 _ORIGINAL_LAYER = re.compile(r"^(backbones\.(\d+)|output_layer)\.(weight|bias|saved_weight|saved_bias)$")
@@ -98,17 +102,7 @@ def save_dynamics(
     StandardScaler(state["in_mean"].numpy(), state["in_std"].numpy()).save(directory)
     path = directory / dynamics_file_name(dynamics.direction)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": state, "metadata": meta}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _architecture(dynamics: EnsembleDynamics) -> dict[str, Any]:
@@ -224,7 +218,7 @@ def load_dynamics(
         raise DynamicsFileError(f"cannot read {file} ({type(exc).__name__}; details above): the file "
                                 "is corrupt or not a dynamics checkpoint; copy it again or re-run "
                                 "dynamics training") from exc
-    hyper = _read_hyper_params(folder)
+    hyper = read_hyper_params(folder.parent, error=DynamicsFileError)
     if isinstance(payload, Mapping) and payload.get("format") == FORMAT:
         state, arch, file_task = _from_ours(payload, file, folder, direction)
     elif isinstance(payload, Mapping) and "output_layer.weight" in payload:
@@ -234,8 +228,8 @@ def load_dynamics(
         raise DynamicsFileError(f"{file} is neither a cocoa-rl dynamics file nor an original dynamics "
                                 "state dict; re-run dynamics training")
     _check_against_hyper_params(arch, hyper, folder, file)
-    hyper_task = _find(hyper, ("task",)) if hyper else None
-    if file_task and hyper_task and _norm(file_task) != _norm(hyper_task):
+    hyper_task = find_hyper_value(hyper, ("task",)) if hyper else None
+    if file_task and hyper_task and not same_task(file_task, hyper_task):
         raise DynamicsFileError(f"{file} says task {file_task!r} but {folder.parent / HYPER_PARAM_FILE} "
                                 f"says {hyper_task!r}; the folder mixes files of two runs")
     file_task = file_task or hyper_task
@@ -243,7 +237,7 @@ def load_dynamics(
         if file_task is None:
             logger.warning("cannot check the task of %s: no task recorded in the file or in %s",
                            file, folder.parent / HYPER_PARAM_FILE)
-        elif _norm(file_task) != _norm(task):
+        elif not same_task(file_task, task):
             raise DynamicsFileError(f"{file} was trained for task {file_task!r}, not {task!r}; pass "
                                     f"the dynamics of a {task} run")
     for name, want in (("obs_dim", obs_dim), ("action_dim", action_dim)):
@@ -355,7 +349,7 @@ def _from_original(state: Mapping[str, Any], file: Path, folder: Path, direction
                                 f"{in_dim} inputs; the folder mixes files of two runs")
     converted["in_mean"] = torch.as_tensor(scaler.mu[0])
     converted["in_std"] = torch.as_tensor(scaler.std[0])
-    decays = _find(hyper, ("dynamics_weight_decay",), ("weight_decays", "weight_decay")) if hyper else None
+    decays = find_hyper_value(hyper, ("dynamics_weight_decay",), nested_keys=("weight_decays", "weight_decay"), section="dynamics") if hyper else None
     num_layers = len(ordered)
     if not (isinstance(decays, list) and len(decays) == num_layers):
         decays = [0.0] * num_layers
@@ -372,37 +366,6 @@ def _from_original(state: Mapping[str, Any], file: Path, folder: Path, direction
     return converted, arch
 
 
-def _read_hyper_params(folder: Path) -> dict[str, Any] | None:
-    path = folder.parent / HYPER_PARAM_FILE
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DynamicsFileError(f"cannot read {path}: {exc}; fix or remove the file") from exc
-    if not isinstance(value, dict):
-        raise DynamicsFileError(f"{path} is not a JSON object; fix or remove the file")
-    return value
-
-
-def _find(hyper: Mapping[str, Any], flat: tuple[str, ...], nested: tuple[str, ...] = ()) -> Any:
-    """A value of `hyper_param.json`, wherever the writing script put it.
-
-    Looks for the `flat` keys (e.g. `dynamics_hidden_dims`) at the top level (the original's
-    layout) and inside `config` / `run` (ours: `{"config": {...flat config...}}`), then for the
-    `nested` keys (e.g. `hidden_dims`) and the flat ones inside a `dynamics` section.
-    """
-    scopes = [(hyper, flat)]
-    scopes += [(hyper.get(name), flat) for name in ("config", "run")]
-    scopes.append((hyper.get("dynamics"), nested + flat))
-    for scope, keys in scopes:
-        if isinstance(scope, Mapping):
-            for key in keys:
-                if scope.get(key) is not None:
-                    return scope[key]
-    return None
-
-
 def _check_against_hyper_params(arch: Mapping[str, Any], hyper: Mapping[str, Any] | None,
                                 folder: Path, file: Path) -> None:
     if not hyper:
@@ -413,7 +376,7 @@ def _check_against_hyper_params(arch: Mapping[str, Any], hyper: Mapping[str, Any
         ("num_elites", ("n_elites", "num_elites"), (), int),
     )
     for name, top, nested, cast in checks:
-        value = _find(hyper, top, nested)
+        value = find_hyper_value(hyper, top, nested_keys=nested, section="dynamics")
         if value is None:
             continue
         try:
@@ -425,5 +388,3 @@ def _check_against_hyper_params(arch: Mapping[str, Any], hyper: Mapping[str, Any
                                     f"says {value}; the folder mixes files of two runs")
 
 
-def _norm(task: str) -> str:
-    return str(task).strip().lower()

@@ -22,6 +22,7 @@ from offlinerlkit.utils.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.tasks import TaskInfo
@@ -173,10 +174,8 @@ class MFPolicyTrainer:
 
     def save_final(self) -> None:
         """Write the trained networks to `<run>/model/policy.pth`."""
-        path = self.run_dir.model / FINAL_POLICY_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({k: v.state_dict() for k, v in self.policy.nets.items()}, tmp)
-        tmp.replace(path)
+        state = {k: v.state_dict() for k, v in self.policy.nets.items()}
+        path = atomic_write(self.run_dir.model / FINAL_POLICY_FILE, lambda f: torch.save(state, f))
         self.logger.info(f"final policy written to {path}")
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.seeding import get_rng_state, set_rng_state
 
 __all__ = [
@@ -204,18 +204,8 @@ def save_checkpoint(
         payload[name] = _encode(value, repr(name))
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{prefix}_{int(epoch):06d}.pt"
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, final)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    final = atomic_write(directory / f"{prefix}_{int(epoch):06d}.pt",
+                         lambda f: torch.save(payload, f))
     _fsync_directory(directory)
 
     for old in list_checkpoints(directory, prefix=prefix)[:-keep_last]:

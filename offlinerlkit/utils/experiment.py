@@ -6,7 +6,6 @@ scripts stay a config plus a short `main` without repeating the same twenty line
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,13 +19,12 @@ from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import config_from_dict, config_to_dict
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.run_dir import RunDir
+from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params
 
 log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=RunConfig)
 
-#: Name of the resolved configuration file inside `<run>/record/`.
-HYPER_PARAM_FILE = "hyper_param.json"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,18 +46,6 @@ def configure_threads(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
-def read_hyper_params(run_path: str | Path) -> dict[str, Any]:
-    """The `record/hyper_param.json` of a run directory."""
-    path = Path(run_path) / "record" / HYPER_PARAM_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{path} does not exist: {run_path} is not a run directory written "
-                                "by this project") from err
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the run directory is damaged") from err
-
-
 def resume_config(config: C) -> C:
     """The configuration a run was started with, for `--resume <run_dir>`.
 
@@ -67,9 +53,9 @@ def resume_config(config: C) -> C:
     run can be extended), `--device`, `--threads` and `--progress`.
     """
     assert config.resume is not None
-    saved = read_hyper_params(config.resume).get("config")
+    saved = (read_hyper_params(config.resume, required=True) or {}).get("config")
     if not isinstance(saved, dict):
-        raise ValueError(f"{config.resume}/record/{HYPER_PARAM_FILE} has no 'config' entry; "
+        raise ValueError(f"{Path(config.resume) / HYPER_PARAM_FILE} has no 'config' entry; "
                          "it was not written by this project's scripts")
     restored = config_from_dict(type(config), saved)
     return dataclasses.replace(restored, resume=config.resume, epoch=config.epoch,
@@ -120,6 +106,39 @@ def load_task_data(task: str, dataset_path: Optional[str]) -> tuple[dict[str, np
     return load_from_source(source), source.description
 
 
+def prepare_run(
+    cfg: Any,
+    dataset: Optional[Mapping[str, np.ndarray]],
+    *,
+    transform: Optional[Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]] = None,
+) -> tuple[torch.device, Any, Mapping[str, np.ndarray], str, EnvSpec]:
+    """The first steps of every script: threads, device, task, seed, data.
+
+    `set_seed(cfg.seed)` runs before any network is built. The dataset is the task's own unless
+    one is given; `transform` (e.g. reward scaling) is applied; its sizes must match the task.
+
+    Returns:
+        (device, task info, dataset, a description of the data source, env spec).
+    """
+    from offlinerlkit.utils.seeding import set_seed
+    from offlinerlkit.utils.tasks import parse_task
+
+    configure_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    task = parse_task(cfg.task)
+    set_seed(cfg.seed)
+    source = "given in memory"
+    if dataset is None:
+        dataset, source = load_task_data(cfg.task, cfg.dataset_path)
+    if transform is not None:
+        dataset = transform(dataset)
+    spec = EnvSpec.from_transitions(dataset)
+    if (spec.obs_dim, spec.action_dim) != (task.obs_dim, task.action_dim):
+        raise ValueError(f"the dataset has observation/action sizes {spec.obs_dim}/{spec.action_dim} "
+                         f"but {task.name} has {task.obs_dim}/{task.action_dim}; pass the task's data")
+    return device, task, dataset, source, spec
+
+
 def run_policy_training(
     cfg: RunConfig,
     *,
@@ -148,22 +167,8 @@ def run_policy_training(
     from offlinerlkit.buffer.replay_buffer import ReplayBuffer
     from offlinerlkit.envs import make_env
     from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
-    from offlinerlkit.utils.seeding import set_seed
-    from offlinerlkit.utils.tasks import parse_task
 
-    configure_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    task = parse_task(cfg.task)
-    set_seed(cfg.seed)
-    source = "given in memory"
-    if dataset is None:
-        dataset, source = load_task_data(cfg.task, cfg.dataset_path)
-    if transform is not None:
-        dataset = transform(dataset)
-    spec = EnvSpec.from_transitions(dataset)
-    if (spec.obs_dim, spec.action_dim) != (task.obs_dim, task.action_dim):
-        raise ValueError(f"the dataset has observation/action sizes {spec.obs_dim}/{spec.action_dim} "
-                         f"but {task.name} has {task.obs_dim}/{task.action_dim}; pass the task's data")
+    device, task, dataset, source, spec = prepare_run(cfg, dataset, transform=transform)
     env = env if env is not None else make_env(task, seed=cfg.seed)
     policy, policy_record = build_policy(spec, device, dataset)
     buffer = ReplayBuffer.from_transitions(dataset, device=device)
@@ -198,17 +203,8 @@ def run_dynamics_training(
     """
     from offlinerlkit.dynamics.termination_fns import get_termination_fn
     from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
-    from offlinerlkit.utils.seeding import set_seed
-    from offlinerlkit.utils.tasks import parse_task
 
-    configure_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    task = parse_task(cfg.task)
-    set_seed(cfg.seed)
-    source = "given in memory"
-    if dataset is None:
-        dataset, source = load_task_data(cfg.task, cfg.dataset_path)
-    spec = EnvSpec.from_transitions(dataset)
+    device, task, dataset, source, spec = prepare_run(cfg, dataset)
     termination_fn = get_termination_fn(task.name) if direction == "forward" else None
     dynamics = build_dynamics(cfg, spec, direction=direction,  # type: ignore[arg-type]
                               termination_fn=termination_fn, device=device)

@@ -36,7 +36,6 @@ import logging
 import numbers
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path, PurePath
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.run_dir import RunDir
 
 __all__ = ["BACKENDS", "PHASES", "Logger", "NoOpLogger", "to_jsonable"]
@@ -144,16 +144,7 @@ def to_jsonable(obj: object, where: str = "config") -> Any:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(text), text=True)
 
 
 # --------------------------------------------------------------------------- backends

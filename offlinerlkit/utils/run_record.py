@@ -1,0 +1,64 @@
+"""Reading a run's `record/hyper_param.json`, in this project's layout or the original's.
+
+The original writes every argument at the top level; this project writes the configuration under
+`config` (plus derived entries beside it). Loaders of models use these helpers to validate a file
+against the run that wrote it.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional
+
+#: Where a run directory keeps its resolved configuration.
+HYPER_PARAM_FILE = Path("record") / "hyper_param.json"
+
+
+def read_hyper_params(run_path: str | Path, *, required: bool = False,
+                      error: type[Exception] = ValueError) -> Optional[dict[str, Any]]:
+    """The `record/hyper_param.json` of the run at `run_path`.
+
+    Args:
+        run_path: the run directory.
+        required: raise `FileNotFoundError` when the file is missing (else return None).
+        error: the exception class raised for an unreadable or non-object file.
+    """
+    path = Path(run_path) / HYPER_PARAM_FILE
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{path} does not exist: {run_path} is not a run directory "
+                                    "written by this project")
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read {path}: {exc}; the run directory is damaged (fix or remove the "
+                    "file)") from exc
+    if not isinstance(value, dict):
+        raise error(f"{path} is not a JSON object; fix or remove the file")
+    return value
+
+
+def find_hyper_value(hyper: Mapping[str, Any], keys: tuple[str, ...], *,
+                     nested_keys: tuple[str, ...] = (), section: Optional[str] = None) -> Any:
+    """The first non-None value of `keys`, wherever the writing script put it.
+
+    Looks at the top level (the original's layout), then inside `config` and `run` (ours), then
+    for `nested_keys + keys` inside `hyper[section]` when a section is named.
+    """
+    scopes: list[tuple[Any, tuple[str, ...]]] = [(hyper, keys)]
+    scopes += [(hyper.get(name), keys) for name in ("config", "run")]
+    if section is not None:
+        scopes.append((hyper.get(section), nested_keys + keys))
+    for scope, names in scopes:
+        if isinstance(scope, Mapping):
+            for key in names:
+                if scope.get(key) is not None:
+                    return scope[key]
+    return None
+
+
+def same_task(a: str, b: str) -> bool:
+    """Task names compared case- and whitespace-insensitively."""
+    return str(a).strip().lower() == str(b).strip().lower()
