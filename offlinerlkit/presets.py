@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from offlinerlkit.utils.tasks import REPLICA_PREFIX
+
 #: Version of this table; bump it whenever a value changes, so result tables can say which
 #: presets a run used.
 PRESETS_VERSION = 1
@@ -70,9 +72,14 @@ TABLES: dict[str, dict[str, Preset]] = {"mopo": MOPO, "mobile": MOBILE}
 
 
 def task_key(task: str) -> str:
-    """`hopper-medium-replay-v2` -> `hopper-medium-replay` (presets hold for every version)."""
-    head, _, version = task.strip().lower().rpartition("-")
-    return head if version.startswith("v") and version[1:].isdigit() else task.strip().lower()
+    """`hopper-medium-replay-v2` -> `hopper-medium-replay` (presets hold for every version).
+
+    A locally made replica (`replica:hopper-medium-v2`) gets its D4RL task's values.
+    """
+    name = task.strip().lower()
+    name = name[len(REPLICA_PREFIX):] if name.startswith(REPLICA_PREFIX) else name
+    head, _, version = name.rpartition("-")
+    return head if version.startswith("v") and version[1:].isdigit() else name
 
 
 def preset_for(algo: str, task: str) -> Optional[Preset]:

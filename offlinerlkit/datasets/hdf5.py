@@ -259,7 +259,9 @@ def _metadata_value(name: str, value: Any) -> Any:
     """A metadata entry as something h5py stores as a dataset."""
     import h5py
 
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, str):
+        return str(value)  # plain str: h5py cannot store str subclasses (e.g. torch.__version__)
+    if isinstance(value, bytes):
         return value
     if isinstance(value, (bool, int, float, np.generic)):
         return np.asarray(value)

@@ -9,6 +9,11 @@ Nothing here downloads. For a D4RL task the places, in order, are:
 
 A task `minari:<dataset id>` is looked up in the local Minari store (`$MINARI_DATASETS_PATH`,
 else `~/.minari/datasets`) and read with `minari`, if installed.
+
+A task `replica:<D4RL task>` (or `dataset_source="replica"`) is a locally made dataset
+(`offlinerlkit.datasets.replica`, `run_example/make_dataset.py`): only `dataset_path` or
+`$COCOA_REPLICA_DIR` (else `~/.cocoa/replica`) is searched, for `<robot>_<level>-v2-replica.hdf5`;
+D4RL's places are never searched for it, and its `metadata/source` is checked on reading.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from offlinerlkit.datasets.errors import DatasetNotFoundError
+from offlinerlkit.datasets.errors import DatasetError, DatasetNotFoundError
 from offlinerlkit.datasets.hdf5 import read_d4rl_hdf5
 from offlinerlkit.datasets.minari_data import (
     MINARI_PREFIX,
@@ -32,6 +37,14 @@ from offlinerlkit.datasets.minari_data import (
     read_minari_episodes,
 )
 from offlinerlkit.datasets.qlearning import qlearning_dataset
+from offlinerlkit.datasets.replica import (
+    REPLICA_SOURCE,
+    check_replica_metadata,
+    find_replica_file,
+    is_replica_task,
+    replica_task_name,
+    split_replica_task,
+)
 from offlinerlkit.utils.tasks import TaskError, parse_task
 
 logger = logging.getLogger(__name__)
@@ -39,7 +52,9 @@ logger = logging.getLogger(__name__)
 #: Environment variable naming the folder of D4RL files (the one the `d4rl` package uses too).
 D4RL_DIR_ENV = "D4RL_DATASET_DIR"
 
-SourceKind = Literal["path", "d4rl_dir", "d4rl_package", "minari"]
+SourceKind = Literal["path", "d4rl_dir", "d4rl_package", "minari", "replica"]
+#: Where a D4RL task's data may come from: D4RL's own files, or a locally made replica.
+DatasetSourceName = Literal["d4rl", "replica"]
 
 _MINARI_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*-v\d+$")
 
@@ -50,10 +65,12 @@ class DatasetSource:
 
     Attributes:
         kind: `path` (explicit `dataset_path`), `d4rl_dir` (`$D4RL_DATASET_DIR` or
-            `~/.d4rl/datasets`), `d4rl_package` (the `d4rl` package's own folder) or `minari`.
+            `~/.d4rl/datasets`), `d4rl_package` (the `d4rl` package's own folder), `minari`, or
+            `replica` (a locally made dataset, `offlinerlkit.datasets.replica`).
         path: the HDF5 file, or for Minari the dataset's `data` folder.
         description: one human-readable line (for logs and run records).
-        task: the task name as given (`hopper-medium-v2`, `minari:mujoco/hopper/medium-v0`).
+        task: the task name (`hopper-medium-v2`, `minari:mujoco/hopper/medium-v0`,
+            `replica:hopper-medium-v2`; a replica always carries its prefix).
     """
 
     kind: SourceKind
@@ -131,12 +148,17 @@ def _find_minari(task: str, dataset_path: str | os.PathLike | None) -> DatasetSo
     )
 
 
-def find_dataset(task: str, *, dataset_path: str | os.PathLike | None = None) -> DatasetSource:
+def find_dataset(task: str, *, dataset_path: str | os.PathLike | None = None,
+                 dataset_source: DatasetSourceName | None = None) -> DatasetSource:
     """Find the local data of `task` without reading it (see the module docstring for the order).
 
     Args:
-        task: a D4RL task name (`hopper-medium-v2`) or `minari:<dataset id>`.
-        dataset_path: an explicit D4RL HDF5 file, or a folder holding the task's D4RL file.
+        task: a D4RL task name (`hopper-medium-v2`), `replica:<D4RL task>` or
+            `minari:<dataset id>`.
+        dataset_path: an explicit D4RL HDF5 file, or a folder holding the task's D4RL file
+            (for a replica: the replica file, or a folder holding it).
+        dataset_source: `replica` reads a locally made dataset for a plain D4RL task name
+            (the same as the `replica:` prefix); `d4rl` or None: as the name says.
 
     Returns:
         The source to read.
@@ -147,6 +169,14 @@ def find_dataset(task: str, *, dataset_path: str | os.PathLike | None = None) ->
     """
     if isinstance(task, str) and task.strip().lower().startswith(MINARI_PREFIX):
         return _find_minari(task.strip(), dataset_path)
+    if dataset_source not in (None, "d4rl", "replica"):
+        raise ValueError(f"dataset_source must be 'd4rl' or 'replica', got {dataset_source!r}")
+    if is_replica_task(task) or dataset_source == "replica":
+        if dataset_source == "d4rl":
+            raise ValueError(f"task {task!r} names a replica but dataset_source is 'd4rl'")
+        path, description = find_replica_file(task, dataset_path=dataset_path)
+        return DatasetSource(kind="replica", path=path, description=description,
+                             task=replica_task_name(task))
     info = parse_task(task)
     file_name = info.d4rl_file_name
     how = (
@@ -227,8 +257,14 @@ def load_from_source(
     if source.kind == "minari":
         data = read_minari_episodes(source.path)
     else:
-        info = parse_task(source.task)
+        info = parse_task(split_replica_task(source.task)[1])
         raw = read_d4rl_hdf5(source.path, task=info.name)
+        if source.kind == "replica":
+            check_replica_metadata(raw, source=str(source.path))
+        elif str(raw.get("metadata/source", "")) == REPLICA_SOURCE:
+            raise DatasetError(
+                f"{source.path} is a locally made replica, not D4RL's data: address it as "
+                f"'{replica_task_name(info)}' (or dataset_source='replica')")
         data = qlearning_dataset(
             raw, terminate_on_end=terminate_on_end, max_episode_steps=info.max_episode_steps
         )
@@ -243,13 +279,16 @@ def load_dataset(
     task: str,
     *,
     dataset_path: str | os.PathLike | None = None,
+    dataset_source: DatasetSourceName | None = None,
     terminate_on_end: bool = False,
 ) -> dict[str, np.ndarray]:
     """Find and load the transitions of `task` (`find_dataset`, then `load_from_source`).
 
     Args:
-        task: a D4RL task name (`hopper-medium-v2`) or `minari:<dataset id>`.
+        task: a D4RL task name (`hopper-medium-v2`), `replica:<D4RL task>` or
+            `minari:<dataset id>`.
         dataset_path: an explicit D4RL HDF5 file (or folder holding the task's file).
+        dataset_source: see `find_dataset`.
         terminate_on_end: see `qlearning_dataset`.
 
     Returns:
@@ -261,5 +300,5 @@ def load_dataset(
         DatasetNotFoundError: no data found; the message lists every place looked at.
         DatasetError: the data is unreadable or invalid (the message names the file).
     """
-    source = find_dataset(task, dataset_path=dataset_path)
+    source = find_dataset(task, dataset_path=dataset_path, dataset_source=dataset_source)
     return load_from_source(source, terminate_on_end=terminate_on_end)

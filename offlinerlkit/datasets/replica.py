@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from offlinerlkit.datasets.errors import DatasetError, DatasetNotFoundError
-from offlinerlkit.utils.tasks import TaskInfo, parse_task
+from offlinerlkit.utils.tasks import REPLICA_PREFIX, TaskInfo, parse_task
 
 if TYPE_CHECKING:
     import gymnasium
@@ -80,8 +80,6 @@ __all__ = [
     "split_replica_task",
 ]
 
-#: Task-name prefix that selects a locally made dataset: `replica:hopper-medium-v2`.
-REPLICA_PREFIX = "replica:"
 #: Environment variable naming the folder of replica datasets (default `~/.cocoa/replica`).
 REPLICA_DIR_ENV = "COCOA_REPLICA_DIR"
 #: `metadata/source` of every replica file.
@@ -122,7 +120,7 @@ def replica_task_name(task: str | TaskInfo) -> str:
     """The replica task name of a D4RL task: `hopper-medium-v2` -> `replica:hopper-medium-v2`."""
     if isinstance(task, str):
         task = parse_task(split_replica_task(task)[1])
-    return f"{REPLICA_PREFIX}{task.name}"
+    return f"{REPLICA_PREFIX}{task.d4rl_name}"
 
 
 def _task_info(task: str | TaskInfo) -> TaskInfo:

@@ -19,6 +19,9 @@ ROBOTS: dict[str, dict[str, object]] = {
 }
 LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay")
 VERSIONS = ("v0", "v1", "v2")
+#: Prefix of locally made datasets that follow D4RL's protocol (`replica:hopper-medium-v2`);
+#: they share the D4RL task's simulator and scores but are never mixed up with D4RL's files.
+REPLICA_PREFIX = "replica:"
 #: Episodes in D4RL locomotion data and evaluation are cut at this many steps.
 MAX_EPISODE_STEPS = 1000
 
@@ -43,6 +46,8 @@ class TaskInfo:
         d4rl_file_name: the HDF5 file name the `d4rl` package caches the data under.
         ref_min_score, ref_max_score: D4RL's reference returns for the normalised score.
         max_episode_steps: episode time limit (1000).
+        source: `d4rl` for D4RL's data, `replica` for a locally made dataset (the name then
+            carries the `replica:` prefix; `d4rl_file_name` is still D4RL's).
     """
 
     name: str
@@ -56,6 +61,12 @@ class TaskInfo:
     ref_min_score: float
     ref_max_score: float
     max_episode_steps: int = MAX_EPISODE_STEPS
+    source: str = "d4rl"
+
+    @property
+    def d4rl_name(self) -> str:
+        """The D4RL task name without the replica prefix."""
+        return f"{self.robot}-{self.level}-{self.version}"
 
     def normalized_score(self, raw_return: float) -> float:
         """D4RL normalised score in percent: `100 * (R - min) / (max - min)`."""
@@ -76,8 +87,15 @@ def d4rl_file_name(robot: str, level: str, version: str) -> str:
 
 
 def parse_task(name: str) -> TaskInfo:
-    """Parse a D4RL MuJoCo task name, raising `TaskError` with the accepted forms if it is not one."""
-    match = _TASK_RE.match(name.strip().lower()) if isinstance(name, str) else None
+    """Parse a D4RL MuJoCo task name, raising `TaskError` with the accepted forms if it is not one.
+
+    `replica:<task>` names the locally made dataset of `<task>` (same simulator and scores).
+    """
+    text = name.strip().lower() if isinstance(name, str) else None
+    replica = text is not None and text.startswith(REPLICA_PREFIX)
+    if replica:
+        text = text[len(REPLICA_PREFIX):]
+    match = _TASK_RE.match(text) if text is not None else None
     if match is None or match["robot"] not in ROBOTS or match["level"] not in LEVELS or (
         match["version"] not in VERSIONS
     ):
@@ -91,7 +109,7 @@ def parse_task(name: str) -> TaskInfo:
         raise TaskError(f"unknown task {name!r}: full-replay exists only for v1 and v2")
     info = ROBOTS[robot]
     return TaskInfo(
-        name=f"{robot}-{level}-{version}",
+        name=f"{REPLICA_PREFIX if replica else ''}{robot}-{level}-{version}",
         robot=robot,
         level=level,
         version=version,
@@ -101,12 +119,16 @@ def parse_task(name: str) -> TaskInfo:
         d4rl_file_name=d4rl_file_name(robot, level, version),
         ref_min_score=float(info["ref_min"]),
         ref_max_score=float(info["ref_max"]),
+        source="replica" if replica else "d4rl",
     )
 
 
 def robot_of(name: str) -> str:
     """The robot of a task name (`hopper-medium-v2` -> `hopper`), raising `TaskError` if unknown."""
-    robot = name.strip().lower().split("-")[0] if isinstance(name, str) else None
+    text = name.strip().lower() if isinstance(name, str) else ""
+    if text.startswith(REPLICA_PREFIX):
+        text = text[len(REPLICA_PREFIX):]
+    robot = text.split("-")[0] if text else None
     if robot not in ROBOTS:
         raise TaskError(f"unknown robot in task {name!r}: expected one of {sorted(ROBOTS)}")
     return robot

@@ -1,0 +1,92 @@
+"""Experiment pipeline: stage runner with artifact reuse, and results read back from run folders.
+
+* `runner`: `run_pipeline(PipelinePlan)` runs forward dynamics, the anchor seeker and a policy
+  in order, reusing finished artifacts of the same configuration and skipping or resuming the
+  policy run; `record/pipeline.json` in the policy run says what it used.
+* `artifacts`: how an artifact is found by its configuration (`find_artifact`,
+  `find_policy_run`) and the per-configuration file locks.
+* `results`: `find_policy_runs(roots)` reads policy runs (curves, final last-10 score, data
+  source, seed).
+* `table`: the paper's table format next to the published numbers (Markdown and CSV).
+* `plots`: learning curves to PNG (matplotlib, imported only when drawing).
+
+Nothing here imports `run_example`, parses command lines or imports Ray; the scripts
+`run_example/run_pipeline.py`, `sweep.py`, `make_table.py` and `plotter.py` do.
+"""
+from offlinerlkit.pipeline.artifacts import (
+    ANCHOR_SEEKER,
+    FORWARD_DYNAMICS,
+    POLICY,
+    ArtifactKind,
+    PolicyRunState,
+    completed_epochs,
+    find_artifact,
+    find_policy_run,
+    match_fields,
+)
+from offlinerlkit.pipeline.plots import aggregate_curves, plot_learning_curves, smooth_curve
+from offlinerlkit.pipeline.results import (
+    PolicyRun,
+    data_kind,
+    find_policy_runs,
+    load_policy_run,
+    one_run_per_seed,
+    read_progress,
+)
+from offlinerlkit.pipeline.runner import (
+    PIPELINE_FILE,
+    PipelinePlan,
+    PipelineResult,
+    StageOutcome,
+    StageSpec,
+    artifact_seed_for,
+    dataset_description,
+    needs_dynamics,
+    needs_seeker,
+    run_pipeline,
+)
+from offlinerlkit.pipeline.table import (
+    Cell,
+    ResultTable,
+    build_table,
+    format_markdown,
+    table_rows,
+    write_csv,
+)
+
+__all__ = [
+    "ANCHOR_SEEKER",
+    "FORWARD_DYNAMICS",
+    "PIPELINE_FILE",
+    "POLICY",
+    "ArtifactKind",
+    "Cell",
+    "PipelinePlan",
+    "PipelineResult",
+    "PolicyRun",
+    "PolicyRunState",
+    "ResultTable",
+    "StageOutcome",
+    "StageSpec",
+    "aggregate_curves",
+    "artifact_seed_for",
+    "build_table",
+    "completed_epochs",
+    "data_kind",
+    "dataset_description",
+    "find_artifact",
+    "find_policy_run",
+    "find_policy_runs",
+    "format_markdown",
+    "load_policy_run",
+    "match_fields",
+    "needs_dynamics",
+    "needs_seeker",
+    "one_run_per_seed",
+    "plot_learning_curves",
+    "read_progress",
+    "run_pipeline",
+    "smooth_curve",
+    "table_rows",
+    "write_csv",
+]

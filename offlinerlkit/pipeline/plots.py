@@ -1,0 +1,129 @@
+"""Learning curves from run folders: normalised score against gradient steps, alone vs COCOA.
+
+One panel per (algorithm, task): a row per algorithm, a column per task (runs on locally made
+or other non-D4RL data get their own column, `hopper-medium [replica]`). In each panel, one line
+per variant: the mean over seeds of `eval/normalized_episode_reward` at each `timestep`, with a
+band of ± one population std. Seeds that stopped early simply drop out of later points.
+`smooth` applies the original plotter's centred moving average (radius in evaluations) to each
+seed before averaging.
+
+matplotlib (the `plot` extra) is imported only inside `plot_learning_curves`, and drawn with
+the Agg canvas directly (no pyplot, no global state, no display needed).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from offlinerlkit.pipeline.results import PolicyRun, one_run_per_seed
+from offlinerlkit.reference.paper_table import ALGOS, PAPER_TASKS
+
+__all__ = ["aggregate_curves", "plot_learning_curves", "smooth_curve"]
+
+_COLORS = {"alone": "tab:blue", "cocoa": "tab:orange", "closest_delta": "tab:green"}
+_LABELS = {"alone": "alone", "cocoa": "+COCOA", "closest_delta": "+closest-delta"}
+
+
+def smooth_curve(y: np.ndarray, radius: int) -> np.ndarray:
+    """Centred moving average over `2 * radius + 1` points, shorter at the ends (radius 0: as is).
+
+    The same formula as the OfflineRL-Kit / COCOA plotter: `conv(y, ones) / conv(ones, ones)`.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if radius <= 0 or y.size == 0:
+        return y
+    kernel = np.ones(2 * radius + 1)
+    return np.convolve(y, kernel, mode="same") / np.convolve(np.ones_like(y), kernel, mode="same")
+
+
+def aggregate_curves(runs: Sequence[PolicyRun], *, smooth: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and population std over runs at every timestep any run evaluated.
+
+    Returns:
+        `(timesteps, mean, std, count)`, each `[T]`; `count` is the number of runs at each step.
+    """
+    if not runs:
+        empty = np.zeros(0)
+        return empty, empty, empty, empty.astype(int)
+    steps = np.unique(np.concatenate([r.timesteps for r in runs]))
+    values = np.full((len(runs), steps.size), np.nan)  # [R, T]
+    for i, run in enumerate(runs):
+        values[i, np.searchsorted(steps, run.timesteps)] = smooth_curve(run.scores, smooth)
+    count = (~np.isnan(values)).sum(axis=0)
+    mean = np.nanmean(values, axis=0)
+    std = np.sqrt(np.nanmean((values - mean) ** 2, axis=0))
+    return steps, mean, std, count
+
+
+def _panel_key(run: PolicyRun) -> str:
+    return run.task_key if run.data_kind == "d4rl" else f"{run.task_key} [{run.data_kind}]"
+
+
+def plot_learning_curves(runs: Sequence[PolicyRun], path: str | Path, *,
+                         algos: Optional[Sequence[str]] = None,
+                         tasks: Optional[Sequence[str]] = None,
+                         variants: Sequence[str] = ("alone", "cocoa"), smooth: int = 0,
+                         dpi: int = 150, title: Optional[str] = None) -> Path:
+    """Draw the learning curves of `runs` to a PNG file.
+
+    Args:
+        runs: policy runs (`find_policy_runs`); one run per seed is kept.
+        path: the PNG to write (parent folders are created).
+        algos: rows to draw (default: every algorithm found, in the paper's order).
+        tasks: columns to draw, as paper task names (default: every task found).
+        variants: lines per panel.
+        smooth: moving-average radius in evaluations (0: none).
+        dpi: resolution.
+        title: figure title.
+
+    Returns:
+        The written file.
+
+    Raises:
+        ValueError: no run matches the selection.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    chosen = [r for r in one_run_per_seed(runs) if r.timesteps.size and r.variant in variants
+              and (algos is None or r.algo in algos) and (tasks is None or r.task_key in tasks)]
+    if not chosen:
+        raise ValueError("no evaluated policy run matches the selection (algos, tasks, variants)")
+    rows = sorted({r.algo for r in chosen},
+                  key=lambda a: (ALGOS.index(a) if a in ALGOS else len(ALGOS), a))
+    cols = sorted({_panel_key(r) for r in chosen}, key=lambda k: (
+        PAPER_TASKS.index(k.split(" ")[0]) if k.split(" ")[0] in PAPER_TASKS else len(PAPER_TASKS), k))
+    fig = Figure(figsize=(3.6 * len(cols), 2.8 * len(rows)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    for i, algo in enumerate(rows):
+        for j, col in enumerate(cols):
+            ax = axes[i][j]
+            for variant in variants:
+                group = [r for r in chosen
+                         if r.algo == algo and _panel_key(r) == col and r.variant == variant]
+                if not group:
+                    continue
+                x, mean, std, _ = aggregate_curves(group, smooth=smooth)
+                label = f"{_LABELS.get(variant, variant)} ({len(group)} seed{'s' * (len(group) != 1)})"
+                color = _COLORS.get(variant)
+                ax.plot(x, mean, color=color, label=label, linewidth=1.2)
+                ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+            ax.set_title(f"{algo.upper()}: {col}", fontsize=9)
+            ax.set_xlabel("gradient steps", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("normalised score", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            if ax.has_data():
+                ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path

@@ -1,0 +1,285 @@
+"""The stage runner: forward dynamics, the anchor seeker and a policy, in order, reusing artifacts.
+
+One pipeline is one (task, algorithm, seed, variant). The caller (`run_example/run_pipeline.py`)
+builds each stage's config object and passes the stage scripts' `main` functions, so this module
+never imports `run_example`. The runner
+
+1. finds or trains the forward dynamics, when the policy needs them (MOPO and MOBILE always;
+   CQL and IQL only with COCOA, for the anchor rollouts);
+2. finds or trains the anchor seeker, with COCOA;
+3. fills `load_dynamics_path` / `load_anchor_seeker_path` of the policy config with those
+   artifacts' `model/` folders, then skips the policy run when a finished one with this exact
+   configuration exists, resumes an unfinished one from its newest checkpoint (`resume=<run>`),
+   or starts a new one;
+4. writes `record/pipeline.json` in the policy run: which dynamics and seeker runs it used,
+   whether each was reused, and what was done to the policy run (with a history of attempts).
+
+Reuse rules are in `offlinerlkit.pipeline.artifacts`. Each stage runs under a file lock keyed
+by its configuration, so concurrent pipelines (sweep trials) needing the same artifact train it
+once. Whether the dynamics and seeker are shared across policy seeds is the caller's choice:
+it is the `seed` of their config objects (`artifact_seed_for`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from offlinerlkit.pipeline.artifacts import (
+    ANCHOR_SEEKER,
+    FORWARD_DYNAMICS,
+    POLICY,
+    ArtifactKind,
+    config_digest,
+    find_artifact,
+    find_policy_run,
+    match_fields,
+    run_lock,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ALGOS",
+    "PIPELINE_FILE",
+    "VARIANTS",
+    "ArtifactSeeds",
+    "PipelinePlan",
+    "PipelineResult",
+    "StageOutcome",
+    "StageSpec",
+    "artifact_seed_for",
+    "dataset_description",
+    "needs_dynamics",
+    "needs_seeker",
+    "run_pipeline",
+]
+
+#: Algorithms the pipeline drives.
+ALGOS = ("cql", "iql", "mopo", "mobile")
+#: `alone`: the plain algorithm; `cocoa`: with COCOA's anchor seeker and anchor + delta networks.
+VARIANTS = ("alone", "cocoa")
+#: File written in the policy run's `record/` folder.
+PIPELINE_FILE = "pipeline.json"
+
+ArtifactSeeds = Literal["shared", "per_seed"]
+Action = Literal["trained", "reused", "resumed", "skipped"]
+
+
+def needs_dynamics(algo: str, variant: str) -> bool:
+    """Whether the policy stage needs forward dynamics (model-based, or COCOA's anchors)."""
+    _check(algo, variant)
+    return algo in ("mopo", "mobile") or variant == "cocoa"
+
+
+def needs_seeker(algo: str, variant: str) -> bool:
+    """Whether the policy stage needs an anchor seeker (COCOA)."""
+    _check(algo, variant)
+    return variant == "cocoa"
+
+
+def artifact_seed_for(policy_seed: int, *, artifact_seeds: ArtifactSeeds, shared_seed: int = 0
+                      ) -> int:
+    """The seed the dynamics and seeker of a policy seed are trained with.
+
+    `shared` (the default of the driver): one dynamics and one seeker per task, trained with
+    `shared_seed` and used by every policy seed, as the paper's README does. `per_seed`: each
+    policy seed gets its own, trained with the policy's seed.
+    """
+    if artifact_seeds == "shared":
+        return shared_seed
+    if artifact_seeds == "per_seed":
+        return policy_seed
+    raise ValueError(f"artifact_seeds must be 'shared' or 'per_seed', got {artifact_seeds!r}")
+
+
+def _check(algo: str, variant: str) -> None:
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r}; choose from {list(ALGOS)}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {list(VARIANTS)}")
+
+
+def dataset_description(task: str, dataset_path: Optional[str]) -> str:
+    """The `dataset_source` a run of `task` would record now (the data is found, not read)."""
+    from offlinerlkit.datasets import find_dataset
+
+    return find_dataset(task, dataset_path=dataset_path).description
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: its script's config object and the function that runs it.
+
+    Attributes:
+        config: a frozen config dataclass (`DynamicsRunConfig`, `AnchorSeekerConfig`,
+            `CQLConfig`, ...); it needs the fields `task`, `dataset_path` and `log_dir`, and
+            policy configs also `epoch`, `resume`, `load_dynamics_path`,
+            `load_anchor_seeker_path`.
+        main: the script's `main(config) -> run directory`.
+    """
+
+    config: Any
+    main: Callable[[Any], Path]
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """What to run for one (task, algorithm, seed, variant).
+
+    Attributes:
+        algo: `cql`, `iql`, `mopo` or `mobile`.
+        variant: `alone` or `cocoa`.
+        policy: the policy stage (its `load_*_path` fields are filled in by the runner).
+        dynamics: the forward-dynamics stage (required when `needs_dynamics`).
+        anchor_seeker: the anchor-seeker stage (required when `needs_seeker`).
+        artifact_seeds: recorded only (the seeds are already in the stage configs).
+    """
+
+    algo: str
+    variant: str
+    policy: StageSpec
+    dynamics: Optional[StageSpec] = None
+    anchor_seeker: Optional[StageSpec] = None
+    artifact_seeds: str = "shared"
+
+    def __post_init__(self) -> None:
+        if needs_dynamics(self.algo, self.variant) and self.dynamics is None:
+            raise ValueError(f"{self.algo} ({self.variant}) needs forward dynamics: give a "
+                             "dynamics stage")
+        if needs_seeker(self.algo, self.variant) and self.anchor_seeker is None:
+            raise ValueError(f"{self.algo} with COCOA needs an anchor seeker: give its stage")
+        tasks = {s.config.task for s in (self.policy, self.dynamics, self.anchor_seeker) if s}
+        if len(tasks) != 1:
+            raise ValueError(f"all stages must have the same task, got {sorted(tasks)}")
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What happened to one stage.
+
+    Attributes:
+        run: the run directory used.
+        action: `trained` (new run), `reused` (an existing artifact), `resumed` (an unfinished
+            policy run continued from its checkpoint) or `skipped` (a finished policy run).
+    """
+
+    run: Path
+    action: Action
+
+    def to_dict(self) -> dict[str, str]:
+        return {"run": str(self.run), "action": self.action}
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """The runs one pipeline used or made."""
+
+    policy: StageOutcome
+    dynamics: Optional[StageOutcome] = None
+    anchor_seeker: Optional[StageOutcome] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: (getattr(self, name).to_dict() if getattr(self, name) else None)
+                for name in ("dynamics", "anchor_seeker", "policy")}
+
+
+def _artifact(stage: StageSpec, kind: ArtifactKind, source: str) -> StageOutcome:
+    cfg = stage.config
+    fields = match_fields(cfg, kind)
+    with run_lock(cfg.log_dir, f"{kind.name}-{config_digest(kind, fields, source)}"):
+        found = find_artifact(cfg.log_dir, kind, cfg, dataset_source=source)
+        if found is not None:
+            log.info("%s: reusing %s", kind.name, found)
+            return StageOutcome(found, "reused")
+        log.info("%s: no finished run with this configuration; training one", kind.name)
+        return StageOutcome(Path(stage.main(cfg)), "trained")
+
+
+def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def _write_record(plan: PipelinePlan, result: PipelineResult, epochs: int) -> None:
+    path = result.policy.run / "record" / PIPELINE_FILE
+    history: list[Any] = []
+    if path.is_file():
+        try:
+            history = list(json.loads(path.read_text()).get("history", []))
+        except (OSError, json.JSONDecodeError, AttributeError):
+            history = []
+    history.append({"time": datetime.now().isoformat(timespec="seconds"), "epochs": epochs,
+                    **{stage: (o.to_dict() if o else None) for stage, o in (
+                        ("dynamics", result.dynamics), ("anchor_seeker", result.anchor_seeker),
+                        ("policy", result.policy))}})
+    cfg = plan.policy.config
+    _write_json_atomic(path, {
+        "format": "cocoa-rl/pipeline", "format_version": 1,
+        "task": cfg.task, "algo": plan.algo, "variant": plan.variant, "seed": cfg.seed,
+        "artifact_seeds": plan.artifact_seeds, "epochs": epochs,
+        **result.to_dict(), "history": history})
+
+
+def run_pipeline(plan: PipelinePlan, *,
+                 describe_source: Callable[[str, Optional[str]], str] = dataset_description
+                 ) -> PipelineResult:
+    """Run (or reuse) every stage of `plan`; returns the runs used.
+
+    Args:
+        plan: the stages and their configs.
+        describe_source: `(task, dataset_path) -> dataset_source` the data would be recorded
+            with (default: where `find_dataset` finds it now); artifacts are reused only when
+            their recorded source is the same.
+
+    Returns:
+        The dynamics, seeker and policy runs and what was done to each.
+    """
+    sources: dict[tuple[str, Optional[str]], str] = {}
+
+    def source_of(cfg: Any) -> str:
+        key = (cfg.task, cfg.dataset_path)
+        if key not in sources:
+            sources[key] = describe_source(*key)
+        return sources[key]
+
+    dynamics = seeker = None
+    policy_cfg = plan.policy.config
+    if needs_dynamics(plan.algo, plan.variant):
+        assert plan.dynamics is not None
+        dynamics = _artifact(plan.dynamics, FORWARD_DYNAMICS, source_of(plan.dynamics.config))
+        policy_cfg = dataclasses.replace(policy_cfg, load_dynamics_path=str(dynamics.run / "model"))
+    if needs_seeker(plan.algo, plan.variant):
+        assert plan.anchor_seeker is not None
+        seeker = _artifact(plan.anchor_seeker, ANCHOR_SEEKER, source_of(plan.anchor_seeker.config))
+        policy_cfg = dataclasses.replace(policy_cfg,
+                                         load_anchor_seeker_path=str(seeker.run / "model"))
+
+    source = source_of(policy_cfg)
+    epochs = int(policy_cfg.epoch)
+    fields = match_fields(policy_cfg, POLICY)
+    with run_lock(policy_cfg.log_dir, f"policy-{config_digest(POLICY, fields, source)}"):
+        state = find_policy_run(policy_cfg.log_dir, policy_cfg, epochs=epochs,
+                                dataset_source=source)
+        if state is not None and state.finished:
+            log.info("policy: %s already finished %d epochs; skipped", state.run, epochs)
+            outcome = StageOutcome(state.run, "skipped")
+        elif state is not None:
+            log.info("policy: resuming %s after epoch %d of %d", state.run, state.completed,
+                     epochs)
+            run = plan.policy.main(dataclasses.replace(policy_cfg, resume=str(state.run)))
+            outcome = StageOutcome(Path(run), "resumed")
+        else:
+            outcome = StageOutcome(Path(plan.policy.main(policy_cfg)), "trained")
+        result = PipelineResult(policy=outcome, dynamics=dynamics, anchor_seeker=seeker)
+        _write_record(plan, result, epochs)
+    return result
