@@ -18,8 +18,10 @@ EXTRAS = {
     # The legacy stack used to record D4RL; needs MuJoCo 2.1 binaries for mujoco-py.
     "d4rl": ["gym==0.23.1", "mujoco-py<2.2", "d4rl"],
     "wandb": ["wandb"],
-    "ray": ["ray[tune]>=2.9"],
-    "plot": ["matplotlib>=3.7", "pandas>=2.0"],
+    # run_example/sweep.py: the ray.tune.{report,RunConfig,FailureConfig} entry points (Ray 2.41+).
+    "ray": ["ray[tune]>=2.41"],
+    # run_example/plotter.py (Agg canvas; no pandas needed).
+    "plot": ["matplotlib>=3.7"],
 }
 EXTRAS["dev"] = EXTRAS["test"] + ["mypy"]
 

@@ -26,10 +26,18 @@ PRESETS_VERSION = 1
 
 @dataclass(frozen=True)
 class Preset:
-    """Hyper-parameter values for one algorithm on one task, and their source."""
+    """Hyper-parameter values for one algorithm on one task, and their source.
+
+    Attributes:
+        values: field name -> value.
+        source: where the values are published (see the module docstring).
+        task_tuned: whether the values were chosen for this task (False: one setting used for
+            every task, e.g. CQL's, IQL's and the anchor seeker's).
+    """
 
     values: Mapping[str, Any]
     source: str
+    task_tuned: bool = True
 
 
 def _table(source: str, rows: Mapping[str, tuple[Any, ...]], keys: tuple[str, ...]
@@ -62,11 +70,17 @@ MOBILE: dict[str, Preset] = _table("mobile-paper", {
 MOBILE["hopper-medium"] = Preset({"rollout_length": 5, "penalty_coef": 1.5, "auto_alpha": False},
                                  "mobile-paper")
 
-#: The same values for every D4RL MuJoCo task (not task-tuned).
-CQL_ALL = Preset({"cql_weight": 5.0, "temperature": 1.0}, "cocoa-repo (all D4RL-Gym tasks)")
-IQL_ALL = Preset({"expectile": 0.7, "temperature": 3.0}, "cocoa-repo (all D4RL-Gym tasks)")
+#: The same values for every D4RL MuJoCo task (not task-tuned; they equal the scripts' defaults).
+CQL_ALL = Preset({"cql_weight": 5.0, "temperature": 1.0}, "cocoa-repo (all D4RL-Gym tasks)",
+                 task_tuned=False)
+IQL_ALL = Preset({"expectile": 0.7, "temperature": 3.0}, "cocoa-repo (all D4RL-Gym tasks)",
+                 task_tuned=False)
 ANCHOR_SEEKER_ALL = Preset({"rollout_length": 5, "scale_coef": 0.8, "noise_coef": 0.1},
-                           "cocoa-readme (all tasks)")
+                           "cocoa-readme (all tasks)", task_tuned=False)
+#: COCOA's anchor horizon H of the README command, used for every task (not task-tuned; the
+#: paper's per-task horizons, if any, are not published).
+ANCHOR_HORIZON_ALL = Preset({"actor_horizon_len": 1, "critic_horizon_len": 1},
+                            "cocoa-readme (all tasks)", task_tuned=False)
 
 TABLES: dict[str, dict[str, Preset]] = {"mopo": MOPO, "mobile": MOBILE}
 
@@ -92,7 +106,7 @@ def resolve(algo: str, task: str, given: Mapping[str, Any], defaults: Mapping[st
     """Fill the fields left as None in `given`: the task's preset first, then `defaults`.
 
     Returns the resolved values and, per field, where its value came from (`flag`, the preset's
-    source, or `default`), for the run record.
+    source, or `default (not task-tuned)`), for the run record.
     """
     preset = preset_for(algo, task)
     values: dict[str, Any] = {}
@@ -103,5 +117,5 @@ def resolve(algo: str, task: str, given: Mapping[str, Any], defaults: Mapping[st
         elif preset is not None and name in preset.values:
             values[name], origin[name] = preset.values[name], f"preset:{preset.source}"
         else:
-            values[name], origin[name] = default, "default"
+            values[name], origin[name] = default, "default (not task-tuned)"
     return values, origin

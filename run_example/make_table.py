@@ -10,7 +10,6 @@ memory). The std is the population std unless `--ddof 1`. See docs/PIPELINE.md.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,8 +24,8 @@ class TableConfig:
     """Print the paper's table from run folders (docs/PIPELINE.md)."""
 
     roots: tuple[str, ...] = opt(("log",), "folders searched for policy runs (log roots or run folders)")
-    algos: Optional[tuple[str, ...]] = opt(None, "columns: algorithms (default: all found)")
-    variants: Optional[tuple[str, ...]] = opt(None, "columns: variants alone, cocoa (default: all found)")
+    algos: Optional[tuple[str, ...]] = opt(None, "columns: algorithms; none: all found")
+    variants: Optional[tuple[str, ...]] = opt(None, "columns: variants alone, cocoa; none: all found")
     ddof: int = opt(0, "0: population std over seeds; 1: sample std")
     csv: Optional[str] = opt(None, "also write the cells to this CSV file")
     markdown: Optional[str] = opt(None, "also write the Markdown table to this file")

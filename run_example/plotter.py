@@ -24,8 +24,8 @@ class PlotConfig:
 
     roots: tuple[str, ...] = opt(("log",), "folders searched for policy runs")
     output: str = opt("learning_curves.png", "PNG file to write")
-    algos: Optional[tuple[str, ...]] = opt(None, "rows: algorithms (default: all found)")
-    tasks: Optional[tuple[str, ...]] = opt(None, "panels: tasks without version, e.g. hopper-medium")
+    algos: Optional[tuple[str, ...]] = opt(None, "rows: algorithms; none: all found")
+    tasks: Optional[tuple[str, ...]] = opt(None, "panels: tasks without version, e.g. hopper-medium; none: all found")
     variants: tuple[str, ...] = opt(("alone", "cocoa"), "lines per panel")
     smooth: int = opt(0, "moving-average radius in evaluations (the original plotter used 10)")
     dpi: int = opt(150, "resolution")

@@ -177,14 +177,16 @@ def build_plan(cfg: PipelineConfig, forwarded: Sequence[str] = (), *, strict: bo
         return argv
 
     main, policy_cls = POLICY_SCRIPTS[cfg.algo]
-    policy = parse_config(policy_cls, common(cfg.seed) + routed["policy"])
+    policy: Any = parse_config(policy_cls, common(cfg.seed) + routed["policy"])
     dynamics = seeker = None
     if needs_dynamics(cfg.algo, cfg.variant):
-        dyn_cfg = parse_config(STAGE_CONFIGS["dynamics"],
-                               common(artifact_seed) + routed["dynamics"] + ["--direction", "forward"])
+        dyn_cfg: Any = parse_config(
+            STAGE_CONFIGS["dynamics"],
+            common(artifact_seed) + routed["dynamics"] + ["--direction", "forward"])
         dynamics = StageSpec(dyn_cfg, run_dynamics.main)
     if needs_seeker(cfg.algo, cfg.variant):
-        seeker_cfg = parse_config(STAGE_CONFIGS["seeker"], common(artifact_seed) + routed["seeker"])
+        seeker_cfg: Any = parse_config(STAGE_CONFIGS["seeker"],
+                                       common(artifact_seed) + routed["seeker"])
         # the presets' values made explicit, so seekers made by the README command are reused
         seeker_cfg = dataclasses.replace(seeker_cfg, **{
             k: ANCHOR_SEEKER_ALL.values[k] for k in ("scale_coef", "noise_coef")

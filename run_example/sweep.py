@@ -44,10 +44,10 @@ class SweepConfig:
     seeds: tuple[int, ...] = opt((0,), "policy seeds of the grid")
     log_dir: str = opt("log", "root folder of run directories (shared by all trials)")
     name: str = opt("cocoa_sweep", "Tune experiment name; the same name resumes it")
-    storage_path: Optional[str] = opt(None, "Tune's storage folder (default <log_dir>/ray_results)")
+    storage_path: Optional[str] = opt(None, "Tune's storage folder; none: <log_dir>/ray_results")
     address: Optional[str] = opt(None, "Ray cluster to join (e.g. auto, ray://host:10001); "
-                                 "default: a local Ray instance")
-    num_cpus: Optional[int] = opt(None, "CPUs of the local Ray instance (default: all)")
+                                 "none: a local Ray instance")
+    num_cpus: Optional[int] = opt(None, "CPUs of the local Ray instance; none: all")
     cpus_per_trial: float = opt(1.0, "CPUs reserved per trial")
     gpus_per_trial: float = opt(0.0, "GPUs reserved per trial (fractions share a GPU)")
     max_concurrent_trials: Optional[int] = opt(None, "cap on trials running at once")
@@ -75,9 +75,8 @@ def trial_argv(point: dict[str, Any]) -> list[str]:
 
 def pipeline_trial(config: dict[str, Any]) -> None:
     """Tune trainable: one pipeline; reports the policy run, its score and what was reused."""
-    from ray import tune
-
     import run_pipeline
+    from ray import tune
 
     result = run_pipeline.run(trial_argv(config), strict=False)
     summary = run_pipeline.summary(result)
@@ -156,6 +155,12 @@ def run_sweep(cfg: SweepConfig, forwarded: Sequence[str]) -> Any:
     grid = {"tasks": list(cfg.tasks), "algos": list(cfg.algos), "variants": list(cfg.variants),
             "seeds": list(cfg.seeds), "log_dir": str(log_dir), "argv": argv}
 
+    saved = experiment / GRID_FILE
+    if saved.is_file() and json.loads(saved.read_text()) != grid:
+        raise SystemExit(
+            f"sweep.py: error: the experiment {experiment} was started with another grid or "
+            f"other flags ({saved.read_text().strip()}); give a new --name (finished policy runs "
+            "are still skipped and artifacts reused)")
     pythonpath = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
     runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -169,13 +174,6 @@ def run_sweep(cfg: SweepConfig, forwarded: Sequence[str]) -> Any:
         trainable = tune.with_resources(pipeline_trial,
                                         {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
         if tune.Tuner.can_restore(str(experiment)):
-            saved = json.loads((experiment / GRID_FILE).read_text()) \
-                if (experiment / GRID_FILE).is_file() else None
-            if saved is not None and saved != grid:
-                raise SystemExit(
-                    f"sweep.py: error: the experiment {experiment} was started with another grid "
-                    f"or other flags ({saved}); give a new --name (finished policy runs are still "
-                    "skipped, artifacts reused)")
             tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
                                        resume_unfinished=True, resume_errored=True)
         else:
@@ -199,12 +197,15 @@ def run_sweep(cfg: SweepConfig, forwarded: Sequence[str]) -> Any:
 
 
 def report(results: Any) -> list[dict[str, Any]]:
-    """One row per trial: grid point, status, score and policy run."""
+    """One row per trial: grid point, status (`finished`, `error`, `unfinished`), score, policy run."""
     rows = []
     for result in results:
         c, m = result.config or {}, result.metrics or {}
+        status = ("error" if result.error is not None
+                  else "finished" if "policy_action" in m else "unfinished")
         rows.append({"task": c.get("task"), "algo": c.get("algo"), "variant": c.get("variant"),
-                     "seed": c.get("seed"), "error": None if result.error is None else str(result.error),
+                     "seed": c.get("seed"), "status": status,
+                     "error": None if result.error is None else str(result.error),
                      "last_10_performance": m.get("last_10_performance"),
                      "policy_action": m.get("policy_action"), "policy_run": m.get("policy_run")})
     return sorted(rows, key=lambda r: (str(r["task"]), str(r["algo"]), str(r["variant"]),
@@ -212,15 +213,22 @@ def report(results: Any) -> list[dict[str, Any]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
-    """Command-line entry point; returns `report(results)` (exit status 1 if a trial failed)."""
+    """Command-line entry point; returns `report(results)`.
+
+    From the command line the exit status is 1 when a trial failed or the sweep was
+    interrupted (run the same command again to resume it).
+    """
     cfg, forwarded = parse_args(sys.argv[1:] if argv is None else argv)
     rows = report(run_sweep(cfg, forwarded))
     for row in rows:
         print(json.dumps(row))
-    print(json.dumps({"sweep": asdict(cfg), "trials": len(rows),
-                      "failed": sum(r["error"] is not None for r in rows)}))
-    if argv is None and any(r["error"] is not None for r in rows):
-        sys.exit(1)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "unfinished", "error")}
+    print(json.dumps({"sweep": asdict(cfg), "trials": len(rows), **counts}))
+    if counts["unfinished"] or counts["error"]:
+        print("run the same command again to resume the unfinished and failed trials",
+              file=sys.stderr)
+        if argv is None:
+            sys.exit(1)
     return rows
 
 

@@ -32,6 +32,7 @@ from typing import Any, Optional
 
 from offlinerlkit.config import DynamicsOptions
 from offlinerlkit.utils.run_dir import safe_name
+from offlinerlkit.utils.run_record import read_hyper_params
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +125,16 @@ def config_digest(kind: ArtifactKind, fields: Mapping[str, Any], dataset_source:
 
 
 def read_record(run: Path) -> Optional[dict[str, Any]]:
-    """`record/hyper_param.json` of a run directory, or None when missing or unreadable."""
-    path = run / "record" / "hyper_param.json"
+    """`record/hyper_param.json` of a run directory in this project's layout, else None.
+
+    A missing file, a damaged one (logged) or the original code's flat layout give None.
+    """
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = read_hyper_params(run)
+    except ValueError as err:
+        log.warning("%s; run ignored", err)
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("config"), dict) else None
+    return data if data is not None and isinstance(data.get("config"), dict) else None
 
 
 def _candidate_runs(log_dir: Path, task: str) -> list[Path]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from offlinerlkit.pipeline.artifacts import IN_MEMORY_SOURCE, read_record
 from offlinerlkit.presets import task_key
+from offlinerlkit.utils.tasks import REPLICA_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,17 @@ _SIGNATURES = (("cql_weight", "cql"), ("expectile", "iql"), ("uncertainty_mode",
 _FOLDER_ALGO = re.compile(r"^(?P<algo>[a-z0-9]+?)(?:_cocoa)?(?:_|$)")
 
 
-def data_kind(source: Optional[str]) -> str:
-    """Classify a `dataset_source` line: `d4rl`, `replica`, `minari`, `memory` or `unknown`.
+def data_kind(source: Optional[str], task: str = "") -> str:
+    """Classify a run's data: `d4rl`, `replica`, `minari`, `memory` or `unknown`.
 
-    D4RL files (found through `--dataset_path`, `$D4RL_DATASET_DIR`, `~/.d4rl/datasets` or
-    the d4rl package) are `d4rl`; locally made replica files say `replica` in their source line.
+    Args:
+        source: the recorded `dataset_source` line. D4RL-format files (found through
+            `--dataset_path`, `$D4RL_DATASET_DIR`, `~/.d4rl/datasets` or the d4rl package)
+            are `d4rl`; locally made replica files say `replica` in their source line.
+        task: the configured task; a `replica:` task is `replica` whatever the line says.
     """
+    if task.strip().lower().startswith(REPLICA_PREFIX):
+        return "replica"
     if not source:
         return "unknown"
     text = source.lower()
@@ -76,8 +82,8 @@ def data_kind(source: Optional[str]) -> str:
 def paper_task_key(task: str) -> str:
     """`hopper-medium-replay-v2` or `replica:hopper-medium-replay-v2` -> `hopper-medium-replay`."""
     name = task.strip()
-    if name.lower().startswith("replica:"):
-        name = name[len("replica:"):]
+    if name.lower().startswith(REPLICA_PREFIX):
+        name = name[len(REPLICA_PREFIX):]
     return task_key(name)
 
 
@@ -192,7 +198,7 @@ def load_policy_run(run: str | Path) -> Optional[PolicyRun]:
         path=run, task=str(config.get("task", "")), task_key=paper_task_key(str(config.get("task", ""))),
         algo=algo, variant=str(pipeline.get("variant") or _variant_of(record)),
         seed=int(config.get("seed", 0)), dataset_source=str(record.get("dataset_source", "")),
-        data_kind=data_kind(record.get("dataset_source")),
+        data_kind=data_kind(record.get("dataset_source"), str(config.get("task", ""))),
         epochs=int(evaluated.sum()), target_epochs=int(config.get("epoch", 0)),
         finished=(run / "model" / "policy.pth").is_file(),
         timesteps=steps[evaluated], scores=scores[evaluated],

@@ -8,7 +8,8 @@ never imports `run_example`. The runner
    CQL and IQL only with COCOA, for the anchor rollouts);
 2. finds or trains the anchor seeker, with COCOA;
 3. fills `load_dynamics_path` / `load_anchor_seeker_path` of the policy config with those
-   artifacts' `model/` folders, then skips the policy run when a finished one with this exact
+   artifacts' `model/` folders (absolute paths, so the policy run's configuration does not
+   depend on how `log_dir` was spelled or on the working directory), then skips the policy run when a finished one with this exact
    configuration exists, resumes an unfinished one from its newest checkpoint (`resume=<run>`),
    or starts a new one;
 4. writes `record/pipeline.json` in the policy run: which dynamics and seeker runs it used,
@@ -24,9 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +42,8 @@ from offlinerlkit.pipeline.artifacts import (
     match_fields,
     run_lock,
 )
+from offlinerlkit.reference.paper_table import ALGOS  # the algorithms the pipeline drives
+from offlinerlkit.utils.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ __all__ = [
     "run_pipeline",
 ]
 
-#: Algorithms the pipeline drives.
-ALGOS = ("cql", "iql", "mopo", "mobile")
 #: `alone`: the plain algorithm; `cocoa`: with COCOA's anchor seeker and anchor + delta networks.
 VARIANTS = ("alone", "cocoa")
 #: File written in the policy run's `record/` folder.
@@ -203,13 +202,6 @@ def _artifact(stage: StageSpec, kind: ArtifactKind, source: str) -> StageOutcome
         return StageOutcome(Path(stage.main(cfg)), "trained")
 
 
-def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
-
-
 def _write_record(plan: PipelinePlan, result: PipelineResult, epochs: int) -> None:
     path = result.policy.run / "record" / PIPELINE_FILE
     history: list[Any] = []
@@ -223,11 +215,11 @@ def _write_record(plan: PipelinePlan, result: PipelineResult, epochs: int) -> No
                         ("dynamics", result.dynamics), ("anchor_seeker", result.anchor_seeker),
                         ("policy", result.policy))}})
     cfg = plan.policy.config
-    _write_json_atomic(path, {
-        "format": "cocoa-rl/pipeline", "format_version": 1,
-        "task": cfg.task, "algo": plan.algo, "variant": plan.variant, "seed": cfg.seed,
-        "artifact_seeds": plan.artifact_seeds, "epochs": epochs,
-        **result.to_dict(), "history": history})
+    record = {"format": "cocoa-rl/pipeline", "format_version": 1,
+              "task": cfg.task, "algo": plan.algo, "variant": plan.variant, "seed": cfg.seed,
+              "artifact_seeds": plan.artifact_seeds, "epochs": epochs,
+              **result.to_dict(), "history": history}
+    atomic_write(path, lambda f: json.dump(record, f, indent=2), text=True)
 
 
 def run_pipeline(plan: PipelinePlan, *,
@@ -257,12 +249,13 @@ def run_pipeline(plan: PipelinePlan, *,
     if needs_dynamics(plan.algo, plan.variant):
         assert plan.dynamics is not None
         dynamics = _artifact(plan.dynamics, FORWARD_DYNAMICS, source_of(plan.dynamics.config))
-        policy_cfg = dataclasses.replace(policy_cfg, load_dynamics_path=str(dynamics.run / "model"))
+        policy_cfg = dataclasses.replace(policy_cfg,
+                                         load_dynamics_path=str((dynamics.run / "model").resolve()))
     if needs_seeker(plan.algo, plan.variant):
         assert plan.anchor_seeker is not None
         seeker = _artifact(plan.anchor_seeker, ANCHOR_SEEKER, source_of(plan.anchor_seeker.config))
-        policy_cfg = dataclasses.replace(policy_cfg,
-                                         load_anchor_seeker_path=str(seeker.run / "model"))
+        policy_cfg = dataclasses.replace(
+            policy_cfg, load_anchor_seeker_path=str((seeker.run / "model").resolve()))
 
     source = source_of(policy_cfg)
     epochs = int(policy_cfg.epoch)

@@ -34,7 +34,7 @@ from offlinerlkit.reference.paper_table import (
     paper_cells,
 )
 
-__all__ = ["CSV_COLUMNS", "Cell", "ResultTable", "build_table", "format_markdown",
+__all__ = ["CSV_COLUMNS", "Cell", "ResultTable", "build_table", "cell_text", "format_markdown",
            "table_rows", "write_csv"]
 
 #: Column order of variants, and their header names.
