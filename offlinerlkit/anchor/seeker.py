@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from offlinerlkit.nets.mlp import MLP
-from offlinerlkit.utils.fileio import atomic_write
+from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
     find_hyper_value,
@@ -121,7 +121,7 @@ def save_seeker(path: str | os.PathLike, seeker: AnchorSeeker, *,
     """
     path = Path(path)
     file = path if path.suffix in (".pth", ".pt") else path / SEEKER_FILE
-    meta = _plain(dict(metadata), "metadata")
+    meta = plain_data(dict(metadata), "save_seeker: metadata")
     for key, value in seeker.architecture().items():
         if key in meta and meta[key] != value:
             raise ValueError(f"save_seeker: metadata[{key!r}] = {meta[key]!r} but the seeker has {value!r}")
@@ -144,19 +144,6 @@ def _random_states() -> dict[str, Any]:
     np_state = (npst["bit_generator"], npst["key"], npst["pos"], npst["has_gauss"],
                 npst["cached_gaussian"])
     return {"np": np_state, "torch": state["torch"], "torch_cuda": list(state.get("cuda", []))}
-
-
-def _plain(value: Any, where: str) -> Any:
-    """Check that `value` is plain data that `torch.load(weights_only=True)` reads back."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-    raise TypeError(f"save_seeker: {where} holds a {type(value).__name__}; use plain Python values")
 
 
 # --- loading ---

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import Direction, EnsembleDynamics, TerminationFn
-from offlinerlkit.utils.fileio import atomic_write
+from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
     find_hyper_value,
@@ -90,7 +90,7 @@ def save_dynamics(
     expected = model.state_dict()
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
         raise ValueError("save_dynamics: state_dict does not fit the model (different keys or shapes)")
-    meta = _plain(dict(metadata), "metadata")
+    meta = plain_data(dict(metadata), "save_dynamics: metadata")
     arch = _architecture(dynamics)
     for key, value in arch.items():
         if key in meta and meta[key] != value:
@@ -117,19 +117,6 @@ def _architecture(dynamics: EnsembleDynamics) -> dict[str, Any]:
         "num_elites": model.num_elites,
         "weight_decays": list(model.weight_decays),
     }
-
-
-def _plain(value: Any, where: str) -> Any:
-    """Check that `value` is plain data that `torch.load(weights_only=True)` can read back."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-    raise TypeError(f"save_dynamics: {where} holds a {type(value).__name__}; use plain Python values")
 
 
 # --- loading ---

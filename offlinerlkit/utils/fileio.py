@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
@@ -33,3 +35,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def plain_data(value: Any, where: str) -> Any:
+    """`value` as plain Python data that `torch.load(weights_only=True)` reads back.
+
+    Numpy scalars become Python numbers and tuples become lists; anything else that is not
+    None, str, bool, int, float, a list/tuple or a mapping raises `TypeError` naming `where`.
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v, where) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise TypeError(f"{where} holds a {type(value).__name__}; use plain Python values")
