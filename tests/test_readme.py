@@ -24,7 +24,7 @@ TINY_DYNAMICS = ["--dynamics_max_epochs", "2", "--dynamics_hidden_dims", "16", "
                  "--dynamics_weight_decay", "0", "0", "0", "--n_ensemble", "3", "--n_elites", "2"]
 TINY_PIPELINE = list(TINY)
 #: Scripts that train (they take --device and --progress).
-TRAINING = ("run_", "make_dataset.py", "sweep.py")
+TRAINING = ("run_", "make_dataset.py", "sweep.py", "main_job.py")
 SHORTEN = {
     "run_bc.py": FAST + ["--hidden_dims", "16", "16"],
     "run_cql.py": FAST + TINY_COCOA + ["--hidden_dims", "16", "16", "--num_repeat_actions", "2"],
@@ -40,6 +40,9 @@ SHORTEN = {
     "run_pipeline.py": TINY_PIPELINE,
     "sweep.py": TINY_PIPELINE + ["--num_cpus", "2", "--cpus_per_trial", "1"],
     "make_table.py": [],
+    "main_job.py": ["--train_steps", "300", "--num_samples", "500", "--epoch", "1",
+                    "--step_per_epoch", "5", "--eval_episodes", "1", "--dynamics_max_epochs", "1",
+                    "--asp_epoch", "1"],
     "plotter.py": [],
     "run_anchor_seeker.py": TINY_DYNAMICS + ["--asp_epoch", "2", "--anchor_seeker_hidden_dims", "16", "16"],
 }
