@@ -34,6 +34,7 @@ from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
     find_hyper_value,
+    hyper_mismatch,
     read_hyper_params,
     same_task,
 )
@@ -378,19 +379,13 @@ def _infer_architecture(state: Mapping[str, Tensor], file: Path) -> dict[str, An
 
 def _check_hyper(arch: Mapping[str, Any], hyper: Mapping[str, Any], hyper_path: Path, file: Path) -> None:
     checks = (
-        ("hidden_dims", ("anchor_seeker_hidden_dims",), lambda v: [int(h) for h in v]),
-        ("layernorm", ("seeker_layernorm", "asp_layernorm"), bool),
+        ("hidden_dims", ("anchor_seeker_hidden_dims",), (), lambda v: [int(h) for h in v]),
+        ("layernorm", ("seeker_layernorm", "asp_layernorm"), (), bool),
     )
-    for name, keys, cast in checks:
-        value = find_hyper_value(hyper, keys)
-        if value is None:
-            continue
-        try:
-            value = cast(value)
-        except (TypeError, ValueError):
-            continue
-        if value != arch[name]:
-            raise SeekerFileError(f"{file} has {name}={arch[name]!r} but {hyper_path} says "
-                                  f"{value!r}; the folder mixes files of two runs")
+    mismatch = hyper_mismatch(arch, hyper, checks)
+    if mismatch is not None:
+        name, value = mismatch
+        raise SeekerFileError(f"{file} has {name}={arch[name]!r} but {hyper_path} says "
+                              f"{value!r}; the folder mixes files of two runs")
 
 

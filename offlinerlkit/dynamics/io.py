@@ -32,6 +32,7 @@ from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
     find_hyper_value,
+    hyper_mismatch,
     read_hyper_params,
     same_task,
 )
@@ -362,16 +363,10 @@ def _check_against_hyper_params(arch: Mapping[str, Any], hyper: Mapping[str, Any
         ("num_members", ("n_ensemble", "num_ensemble"), ("num_members",), int),
         ("num_elites", ("n_elites", "num_elites"), (), int),
     )
-    for name, top, nested, cast in checks:
-        value = find_hyper_value(hyper, top, nested_keys=nested, section="dynamics")
-        if value is None:
-            continue
-        try:
-            value = cast(value)
-        except (TypeError, ValueError):
-            continue
-        if value != arch[name]:
-            raise DynamicsFileError(f"{file} has {name}={arch[name]} but {folder.parent / HYPER_PARAM_FILE} "
-                                    f"says {value}; the folder mixes files of two runs")
+    mismatch = hyper_mismatch(arch, hyper, checks, section="dynamics")
+    if mismatch is not None:
+        name, value = mismatch
+        raise DynamicsFileError(f"{file} has {name}={arch[name]} but {folder.parent / HYPER_PARAM_FILE} "
+                                f"says {value}; the folder mixes files of two runs")
 
 

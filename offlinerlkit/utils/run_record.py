@@ -7,7 +7,7 @@ against the run that wrote it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -62,3 +62,27 @@ def find_hyper_value(hyper: Mapping[str, Any], keys: tuple[str, ...], *,
 def same_task(a: str, b: str) -> bool:
     """Task names compared case- and whitespace-insensitively."""
     return str(a).strip().lower() == str(b).strip().lower()
+
+
+#: One architecture check against `hyper_param.json`: (field of the file's architecture, keys in
+#: the JSON, keys inside `section`, how to convert the JSON value).
+HyperCheck = tuple[str, tuple[str, ...], tuple[str, ...], Callable[[Any], Any]]
+
+
+def hyper_mismatch(arch: Mapping[str, Any], hyper: Mapping[str, Any], checks: Sequence[HyperCheck],
+                   *, section: Optional[str] = None) -> Optional[tuple[str, Any]]:
+    """The first `(field, json value)` where `hyper_param.json` contradicts `arch`, else None.
+
+    Missing or unconvertible JSON values are not contradictions.
+    """
+    for name, keys, nested, cast in checks:
+        value = find_hyper_value(hyper, keys, nested_keys=nested, section=section)
+        if value is None:
+            continue
+        try:
+            value = cast(value)
+        except (TypeError, ValueError):
+            continue
+        if value != arch[name]:
+            return name, value
+    return None
