@@ -128,6 +128,13 @@ class ModelRolloutOptions:
     real_ratio: float = opt(0.05, "fraction of dataset rows in each batch", "-rr")
     penalty_coef: Optional[float] = opt(None, "uncertainty penalty (default: task preset, else the algorithm's)", "-pc")
 
+    def trainer_kwargs(self, dynamics: object, rollout_length: int) -> dict[str, object]:
+        """The `MBPolicyTrainer` keyword arguments these options give (`rollout_length` resolved)."""
+        return {"dynamics": dynamics, "rollout_freq": self.rollout_freq,
+                "rollout_batch_size": self.rollout_batch_size, "rollout_length": rollout_length,
+                "model_retain_epochs": self.model_retain_epochs, "real_ratio": self.real_ratio,
+                "rollout_augmentation": self.rollout_augmentation}
+
 
 @dataclass(frozen=True)
 class CocoaOptions:

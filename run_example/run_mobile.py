@@ -98,11 +98,7 @@ def main(cfg: MOBILEConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = Non
     return run_policy_training(
         cfg, algo="mobile_cocoa" if cfg.use_cocoa else "mobile", build_policy=build, dataset=dataset, env=env, tags=tags,
         transform=zscore_rewards if cfg.norm_reward else None,
-        trainer_cls=MBPolicyTrainer, trainer_kwargs=dict(
-            dynamics=dynamics, rollout_freq=cfg.rollout_freq,
-            rollout_batch_size=cfg.rollout_batch_size, rollout_length=values["rollout_length"],
-            model_retain_epochs=cfg.model_retain_epochs, real_ratio=cfg.real_ratio,
-            rollout_augmentation=cfg.rollout_augmentation),
+        trainer_cls=MBPolicyTrainer, trainer_kwargs=cfg.trainer_kwargs(dynamics, values["rollout_length"]),
         extra_record={"resolved_from": origin})
 
 
