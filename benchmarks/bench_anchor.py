@@ -21,6 +21,7 @@ from timing import median_time
 from offlinerlkit.anchor import AnchorSeeker, divergent_reverse_rollouts, pretrain_seeker
 from offlinerlkit.anchor.anchor_fn import rollout_anchor_fn
 from offlinerlkit.dynamics import EnsembleDynamics, GaussianEnsemble
+from offlinerlkit.utils.experiment import configure_threads
 
 
 def main() -> None:
@@ -34,8 +35,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100000)
     parser.add_argument("--seeker_epochs", type=int, default=2)
     cfg = parser.parse_args()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)  # also keeps freed large blocks (utils.memory)
     device = torch.device(cfg.device)
     g = torch.Generator().manual_seed(0)
     s, a = cfg.obs_dim, cfg.action_dim

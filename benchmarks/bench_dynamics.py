@@ -30,6 +30,7 @@ from offlinerlkit.dynamics import (
     fit_ensemble,
 )
 from offlinerlkit.dynamics.fit import gaussian_nll_loss
+from offlinerlkit.utils.experiment import configure_threads
 
 
 def _synthetic(rows: int, obs_dim: int, action_dim: int, device: torch.device, gen: torch.Generator):
@@ -59,8 +60,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     cfg = parser.parse_args()
 
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)  # also keeps freed large blocks (utils.memory)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

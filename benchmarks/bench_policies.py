@@ -40,6 +40,7 @@ from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.policy.mobile import MOBILEPolicy
 from offlinerlkit.policy.mopo import MOPOPolicy
 from offlinerlkit.types import Batch, EnvSpec
+from offlinerlkit.utils.experiment import configure_threads
 
 ALGOS = ("bc", "cql", "iql", "mopo", "mobile")
 COCOA_SIZES = {"cql": ((256, 256, 256), 32, (256, 256, 256))}  # tr_hidden_dims, D, backbone
@@ -115,8 +116,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed updates per algorithm (median)")
     parser.add_argument("--seed", type=int, default=0)
     cfg = parser.parse_args()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)  # also keeps freed large blocks (utils.memory)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     spec = EnvSpec(cfg.obs_dim, cfg.action_dim)

@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from offlinerlkit.nets.bilinear import bilinear_layernorm_head
 from offlinerlkit.nets.ensemble_mlp import EnsembleMLP, InitMode
 
 
@@ -59,13 +60,16 @@ class AnchorDeltaEncoder(nn.Module):
         num_members: number of independent encoders (one per critic of an ensemble).
         layernorm: the LayerNorms of f and g (the original's `asp_layernorm`, on by default).
         init: initialisation of the linear layers.
+        fused_head: compute the output layers, LayerNorms and bilinear product with
+            `bilinear_layernorm_head` (same function, far less memory traffic; used only when
+            `layernorm` is on). False runs the op-by-op form (the reference in the tests).
     """
 
     uses_anchor = True
 
     def __init__(self, obs_dim: int, extra_dim: int, hidden_dims: Sequence[int], embedding_dim: int,
                  *, num_members: int = 1, layernorm: bool = True,
-                 init: InitMode = "torch_default") -> None:
+                 init: InitMode = "torch_default", fused_head: bool = True) -> None:
         super().__init__()
         if not hidden_dims:
             raise ValueError("AnchorDeltaEncoder needs at least one tr_hidden_dims entry")
@@ -77,6 +81,7 @@ class AnchorDeltaEncoder(nn.Module):
                       init=init)
         self.delta_net = EnsembleMLP(self.obs_dim + self.extra_dim, hidden_dims, width, **kwargs)
         self.anchor_net = EnsembleMLP(self.obs_dim + self.extra_dim, hidden_dims, width, **kwargs)
+        self.fused_head = bool(fused_head and layernorm)
 
     def forward(self, obs: Tensor, anchor: Optional[Tensor] = None,
                 extra: Optional[Tensor] = None) -> Tensor:
@@ -86,6 +91,11 @@ class AnchorDeltaEncoder(nn.Module):
         delta = obs - anchor
         if extra is not None:
             delta, anchor = torch.cat([delta, extra], -1), torch.cat([anchor, extra], -1)
+        if self.fused_head:
+            f_linear, f_norm = self.delta_net.output_layers
+            g_linear, g_norm = self.anchor_net.output_layers
+            return bilinear_layernorm_head(self.delta_net.hidden(delta), self.anchor_net.hidden(anchor),
+                                           f_linear, f_norm, g_linear, g_norm, self.num_features)
         f = self.delta_net(delta)  # [E, B, T*D]
         g = self.anchor_net(anchor)  # [E, B, T*D]
         shape = (*f.shape[:-1], self.num_features, self.embedding_dim)

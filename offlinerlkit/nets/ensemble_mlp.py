@@ -95,12 +95,14 @@ class EnsembleMLP(nn.Module):
             if layernorm:
                 layers.append(EnsembleLayerNorm(hidden, num_members))
             width = int(hidden)
+        num_hidden_layers = len(layers)
         if output_dim is not None:
             layers.append(EnsembleLinear(width, output_dim, num_members))
             if output_layernorm:
                 layers.append(EnsembleLayerNorm(output_dim, num_members))
             width = int(output_dim)
         self.model = nn.Sequential(*layers)
+        self.num_hidden_layers = num_hidden_layers  # modules before the output layer
         self.input_dim, self.output_dim = int(input_dim), width
         for layer in self.model:
             if isinstance(layer, EnsembleLinear):
@@ -110,3 +112,16 @@ class EnsembleMLP(nn.Module):
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.num_members, -1, -1)  # [B, in] -> [E, B, in] (a view)
         return self.model(x)
+
+    def hidden(self, x: Tensor) -> Tensor:
+        """The last hidden block's output `[E, B, hidden_dims[-1]]` (the output layer's input)."""
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.num_members, -1, -1)
+        for layer in self.model[:self.num_hidden_layers]:
+            x = layer(x)
+        return x
+
+    @property
+    def output_layers(self) -> tuple[nn.Module, ...]:
+        """The output `EnsembleLinear` and, when present, its `EnsembleLayerNorm`."""
+        return tuple(self.model[self.num_hidden_layers:])

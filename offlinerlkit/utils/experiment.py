@@ -18,6 +18,7 @@ from offlinerlkit.config import CommonConfig, RunConfig
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import config_from_dict, config_to_dict
 from offlinerlkit.utils.logger import Logger
+from offlinerlkit.utils.memory import keep_freed_memory
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params
 
@@ -39,7 +40,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def configure_threads(threads: Optional[int]) -> None:
-    """Limit torch's intra-op CPU threads when asked (the original set OMP_NUM_THREADS=1)."""
+    """Limit torch's intra-op CPU threads when asked (the original set OMP_NUM_THREADS=1).
+
+    Also keeps freed large blocks in the process (`utils.memory.keep_freed_memory`).
+    """
+    keep_freed_memory()
     if threads is not None:
         if threads < 1:
             raise ValueError(f"--threads must be at least 1, got {threads}")
