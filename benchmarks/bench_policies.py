@@ -33,6 +33,7 @@ from offlinerlkit.modules.build import (
     build_tanh_actor,
 )
 from offlinerlkit.nets.mlp import MLP
+from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.anchors import CountingAnchorFn
 from offlinerlkit.policy.bc import BCPolicy
 from offlinerlkit.policy.cql import CQLPolicy
@@ -78,7 +79,7 @@ def build(algo: str, cocoa: bool, spec: EnvSpec, device: torch.device
     fns = {"actor_anchor_fn": anchor, "critic_anchor_fn": anchor}
     if algo == "bc":
         actor = DeterministicActor(MLP(spec.obs_dim, (256, 256)), spec.action_dim)
-        policy = BCPolicy(actor, torch.optim.Adam(actor.parameters(), lr=1e-4), device=device)
+        policy = BCPolicy(actor, adam(actor.parameters(), lr=1e-4), device=device)
         return policy, policy.learn, None
     if algo == "cql":
         hidden = cocoa_hidden if cocoa else (256, 256, 256)
@@ -90,9 +91,9 @@ def build(algo: str, cocoa: bool, spec: EnvSpec, device: torch.device
         actor = build_gaussian_actor(spec, hidden, enc)
         q = build_critics(spec, hidden, enc, init="orthogonal")
         v = build_critics(spec, hidden, enc, num_members=1, with_action=False, init="orthogonal")
-        policy = IQLPolicy(actor, q, v, torch.optim.Adam(actor.parameters(), lr=3e-4),
-                           torch.optim.Adam(q.parameters(), lr=3e-4),
-                           torch.optim.Adam(v.parameters(), lr=3e-4), device=device, **fns)
+        policy = IQLPolicy(actor, q, v, adam(actor.parameters(), lr=3e-4),
+                           adam(q.parameters(), lr=3e-4),
+                           adam(v.parameters(), lr=3e-4), device=device, **fns)
         return policy, policy.learn, anchor
     hidden = cocoa_hidden if cocoa else (256, 256)
     actor, critics = build_tanh_actor(spec, hidden, enc), build_critics(spec, hidden, enc)

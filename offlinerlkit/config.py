@@ -52,6 +52,12 @@ class RunConfig(CommonConfig):
     resume: Optional[str] = opt(None, "continue the run in this run directory from its last checkpoint")
     checkpoint_freq: int = opt(50, "save a resumable checkpoint every this many epochs (and at the end)")
     keep_checkpoints: int = opt(2, "number of checkpoints kept per run")
+    tf32: bool = opt(False, "TF32 tensor-core matmuls on CUDA (faster, changes numerics)")
+    bf16: bool = opt(False, "run every training step under bf16 autocast (faster on GPUs and "
+                            "bf16-capable CPUs, changes numerics)")
+    compile: bool = opt(False, "torch.compile the policy's networks (first steps slow while compiling)")
+    cuda_graphs: bool = opt(False, "torch.compile mode reduce-overhead: CUDA graphs for the "
+                                   "networks' forward/backward (CUDA only)")
 
     def __post_init__(self) -> None:
         _chain_post_init(RunConfig, self)

@@ -16,6 +16,7 @@ import torch
 from offlinerlkit.config import RunConfig
 from offlinerlkit.modules.actor import DeterministicActor
 from offlinerlkit.nets.mlp import MLP
+from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.bc import BCPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
@@ -40,7 +41,7 @@ def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
               ) -> tuple[BCPolicy, dict[str, Any]]:
         actor = DeterministicActor(MLP(spec.obs_dim, cfg.hidden_dims), spec.action_dim,
                                    max_action=spec.max_action)
-        optim = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
+        optim = adam(actor.parameters(), lr=cfg.actor_lr)
         return BCPolicy(actor, optim, device=device), {}
 
     return run_policy_training(cfg, algo="bc", build_policy=build, dataset=dataset, env=env)

@@ -23,6 +23,7 @@ from offlinerlkit.config import CocoaOptions, RunConfig
 from offlinerlkit.datasets.transforms import normalize_rewards_by_return_range
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.modules.build import build_critics, build_gaussian_actor
+from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
@@ -70,12 +71,12 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
                                  layernorm=cfg.layernorm, init="orthogonal")
         critic_v = build_critics(spec, hidden, setup.critic_encoder, num_members=1,
                                  with_action=False, layernorm=cfg.layernorm, init="orthogonal")
-        actor_optim = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
+        actor_optim = adam(actor.parameters(), lr=cfg.actor_lr)
         scheduler = CosineAnnealingLR(actor_optim, cfg.epoch) if cfg.lr_decay else None
         policy = IQLPolicy(
             actor, critic_q, critic_v, actor_optim,
-            torch.optim.Adam(critic_q.parameters(), lr=cfg.critic_q_lr),
-            torch.optim.Adam(critic_v.parameters(), lr=cfg.critic_v_lr),
+            adam(critic_q.parameters(), lr=cfg.critic_q_lr),
+            adam(critic_v.parameters(), lr=cfg.critic_v_lr),
             actor_scheduler=scheduler, gamma=cfg.gamma, tau=cfg.tau, expectile=cfg.expectile,
             temperature=cfg.temperature, actor_anchor_fn=setup.actor_anchor_fn,
             critic_anchor_fn=setup.critic_anchor_fn, device=device)

@@ -13,6 +13,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from offlinerlkit.anchor.seeker import AnchorSeeker
+from offlinerlkit.nets.optim import adam
 
 __all__ = [
     "HOLDOUT_LOSS_KEY",
@@ -134,7 +135,7 @@ def pretrain_seeker(
     ):
         raise ValueError(f"expected observations [N, {seeker.obs_dim}] and actions "
                          f"[N, {seeker.action_dim}], got {tuple(x.shape)} and {tuple(y.shape)}")
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = adam(params, lr=lr)
     was_training = seeker.training
     seeker.train()
     bar = tqdm(total=epochs, desc="anchor seeker", unit="epoch", disable=not progress,

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
+from offlinerlkit.nets.optim import adam
 from offlinerlkit.utils.scaler import StandardScaler
 
 logger = logging.getLogger(__name__)
@@ -253,15 +254,8 @@ def gaussian_nll_loss(model: GaussianEnsemble, x: Tensor, y: Tensor, logvar_loss
 
 
 def _adam(model: GaussianEnsemble, lr: float) -> torch.optim.Adam:
-    """Adam with torch's fused kernel where this torch build has one for the device.
-
-    Same update rule as the default implementation (differences at float rounding level);
-    about 8 % faster per training step at 7 x [200]*4 on the 2-core CPU.
-    """
-    try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(model.parameters(), lr=lr)
+    """`nets.optim.adam` (fused where available): about 8 % faster per step at 7 x [200]*4 on CPU."""
+    return adam(model.parameters(), lr=lr)
 
 
 @torch.no_grad()

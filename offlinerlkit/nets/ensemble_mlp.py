@@ -50,7 +50,9 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_members, 1, dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x, (self.dim,), eps=self.eps) * self.weight + self.bias
+        if self.weight.shape[0] == 1:  # one member: the affine fused into the LayerNorm kernel
+            return F.layer_norm(x, (self.dim,), self.weight[0, 0], self.bias[0, 0], self.eps)
+        return torch.addcmul(self.bias, F.layer_norm(x, (self.dim,), eps=self.eps), self.weight)
 
 
 class EnsembleMLP(nn.Module):

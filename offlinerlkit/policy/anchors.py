@@ -86,6 +86,28 @@ class Anchors:
             return AnchorPair(actor, actor)
         return AnchorPair(actor, self._compute(self.critic_fn, obs))
 
+    def of_pair(self, obs: Tensor, next_obs: Tensor, *, next_actor: bool = True
+                ) -> tuple[AnchorPair, AnchorPair]:
+        """`(self(obs), self(next_obs))`, each function run once on both batches stacked.
+
+        One call on `2B` rows instead of two on `B` (the anchor networks are frozen and act row
+        by row, so the values are the same). With `next_actor=False` the actor's anchors of
+        `next_obs` are not needed (IQL) and are computed only when the actor shares the
+        critics' function.
+        """
+        b = obs.shape[0]
+        both = torch.cat([obs, next_obs], 0)
+        critic = self._compute(self.critic_fn, both)
+        if self.actor_fn is self.critic_fn:
+            actor, next_actor_anchor = _rows(critic, 0, b), _rows(critic, b, None)
+        elif next_actor:
+            both_actor = self._compute(self.actor_fn, both)
+            actor, next_actor_anchor = _rows(both_actor, 0, b), _rows(both_actor, b, None)
+        else:
+            actor, next_actor_anchor = self._compute(self.actor_fn, obs), None
+        return (AnchorPair(actor, _rows(critic, 0, b)),
+                AnchorPair(next_actor_anchor, _rows(critic, b, None)))
+
     def actor(self, obs: Tensor) -> Optional[Tensor]:
         """Only the actor's anchors of `obs` (acting, rollouts)."""
         return self._compute(self.actor_fn, obs)
@@ -104,6 +126,10 @@ class Anchors:
             raise ValueError(f"an anchor function must map [N, S] states to [N, S] anchors; got "
                              f"{tuple(anchor.shape)} for input {tuple(obs.shape)}")
         return anchor
+
+
+def _rows(x: Optional[Tensor], start: int, stop: Optional[int]) -> Optional[Tensor]:
+    return None if x is None else x[start:stop]
 
 
 class CountingAnchorFn:

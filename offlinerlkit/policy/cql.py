@@ -11,6 +11,7 @@ from torch import Tensor
 from offlinerlkit.modules.actor import TanhGaussianActor
 from offlinerlkit.modules.critic import CriticEnsemble
 from offlinerlkit.modules.dist import TanhNormal
+from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.anchors import AnchorFn, AnchorPair, repeat_rows
 from offlinerlkit.policy.sac import SACPolicy, polyak_update, repeat_dist, scalars_to_floats
 from offlinerlkit.types import Batch
@@ -158,7 +159,7 @@ class CQLPolicy(SACPolicy):
         self.cql_log_alpha: Optional[Tensor] = None
         if self.with_lagrange:
             self.cql_log_alpha = torch.zeros(1, device=self.device, requires_grad=True)
-            self.cql_alpha_optim = torch.optim.Adam([self.cql_log_alpha], lr=cql_alpha_lr)
+            self.cql_alpha_optim = adam([self.cql_log_alpha], lr=cql_alpha_lr)
             self.optims["cql_alpha_optim"] = self.cql_alpha_optim
 
     def _actor_objective(self, log_prob: Tensor, q_pi: Tensor, alpha: Union[Tensor, float]) -> Tensor:
@@ -166,7 +167,7 @@ class CQLPolicy(SACPolicy):
         return (alpha * log_prob - q_pi).mean()
 
     def learn(self, batch: Batch) -> dict[str, float]:
-        anchors, next_anchors = self.anchors(batch.obs), self.anchors(batch.next_obs)
+        anchors, next_anchors = self.anchors.of_pair(batch.obs, batch.next_obs)
 
         # --- actor and alpha (CQL steps the actor first) ---
         actor_loss, log_prob, _ = self._actor_step(batch.obs, anchors)

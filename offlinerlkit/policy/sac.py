@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from offlinerlkit.modules.actor import TanhGaussianActor
 from offlinerlkit.modules.critic import CriticEnsemble
 from offlinerlkit.modules.dist import TanhNormal
+from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.anchors import (
     AnchorFn,
     AnchorPair,
@@ -159,8 +160,8 @@ class SACPolicy(BasePolicy):
         self.actor = actor.to(self.device)
         self.critics = critics.to(self.device)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
-        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=actor_lr)
-        self.critic_optim = torch.optim.Adam(self.critics.parameters(), lr=critic_lr)
+        self.actor_optim = adam(self.actor.parameters(), lr=actor_lr)
+        self.critic_optim = adam(self.critics.parameters(), lr=critic_lr)
         self.gamma, self.tau = float(gamma), float(tau)
         self.action_dim = int(actor.mu.output_dim)
         self.generator = generator
@@ -174,7 +175,7 @@ class SACPolicy(BasePolicy):
         self.log_alpha: Optional[Tensor] = None
         if self.auto_alpha:
             self.log_alpha = torch.zeros(1, device=self.device, requires_grad=True)
-            self.alpha_optim = torch.optim.Adam([self.log_alpha], lr=alpha_lr)
+            self.alpha_optim = adam([self.log_alpha], lr=alpha_lr)
             self.optims["alpha_optim"] = self.alpha_optim
 
     # --- acting ---
@@ -194,7 +195,7 @@ class SACPolicy(BasePolicy):
 
     # --- the update ---
     def learn(self, batch: Batch) -> dict[str, float]:
-        anchors, next_anchors = self.anchors(batch.obs), self.anchors(batch.next_obs)
+        anchors, next_anchors = self.anchors.of_pair(batch.obs, batch.next_obs)
 
         # --- target (no grad) ---
         with torch.no_grad():

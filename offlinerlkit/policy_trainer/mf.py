@@ -1,6 +1,7 @@
 """The model-free training loop: epochs of gradient steps, evaluation, logging, checkpoints."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -55,6 +56,8 @@ class MFPolicyTrainer:
         epochs, step_per_epoch, batch_size, eval_episodes: the loop's sizes.
         checkpoint_freq, keep_checkpoints: checkpoint cadence and how many are kept.
         progress: show a progress bar per epoch.
+        step_context: a factory of the context each training step runs in (e.g. bf16
+            autocast, `utils.speed.step_context`); None: none.
     """
 
     def __init__(
@@ -73,7 +76,9 @@ class MFPolicyTrainer:
         checkpoint_freq: int = 50,
         keep_checkpoints: int = 2,
         progress: bool = True,
+        step_context: Optional[Callable[[], contextlib.AbstractContextManager[Any]]] = None,
     ) -> None:
+        self.step_context = step_context or contextlib.nullcontext
         self.policy, self.buffer, self.logger, self.run_dir = policy, buffer, logger, run_dir
         self.env, self.task = env, task
         self.epochs, self.step_per_epoch, self.batch_size = epochs, step_per_epoch, batch_size
@@ -147,7 +152,8 @@ class MFPolicyTrainer:
             bar = tqdm(range(self.step_per_epoch), desc=f"epoch {epoch}/{self.epochs}",
                        disable=not self.progress, leave=False)
             for _ in bar:
-                metrics = self.train_step()
+                with self.step_context():
+                    metrics = self.train_step()
                 check_finite(metrics, epoch=epoch, step=self.num_timesteps)
                 self.logger.record_dict(metrics)
                 self.num_timesteps += 1

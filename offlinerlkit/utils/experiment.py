@@ -21,6 +21,7 @@ from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.memory import keep_freed_memory
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params
+from offlinerlkit.utils.speed import apply_speed_options, step_context
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ def run_policy_training(
     device, task, dataset, source, spec = prepare_run(cfg, dataset, transform=transform)
     env = env if env is not None else make_env(task, seed=cfg.seed)
     policy, policy_record = build_policy(spec, device, dataset)
+    apply_speed_options(policy, cfg, device)
     buffer = ReplayBuffer.from_transitions(dataset, device=device)
     run_dir, logger = open_run(cfg, algo=algo, tags=tags, extra_record={
         "env_spec": dataclasses.asdict(spec), "dataset_source": source,
@@ -185,7 +187,8 @@ def run_policy_training(
         policy, buffer=buffer, logger=logger, run_dir=run_dir, env=env, task=task,
         epochs=cfg.epoch, step_per_epoch=cfg.step_per_epoch, batch_size=cfg.batch_size,
         eval_episodes=cfg.eval_episodes, checkpoint_freq=cfg.checkpoint_freq,
-        keep_checkpoints=cfg.keep_checkpoints, progress=cfg.progress, **(trainer_kwargs or {}))
+        keep_checkpoints=cfg.keep_checkpoints, progress=cfg.progress,
+        step_context=lambda: step_context(cfg, device), **(trainer_kwargs or {}))
     with logger:
         if cfg.resume:
             trainer.resume()

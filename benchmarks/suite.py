@@ -1,0 +1,599 @@
+"""The project's whole speed table in one command (CPU by default, `--device cuda` on a GPU).
+
+Sections (all by default; pick some with `--only`), at the paper's default sizes, batch 256 and
+halfcheetah's observation/action sizes (17/6; `--obs_dim`, `--action_dim`):
+
+* `matmul`: the machine's measured float32 matrix-multiply rate (median of square
+  `--matmul_size` matmuls), and the bfloat16 rate for information. The float32 rate is the
+  yardstick of the policy table's "% of fp32 matmul" column (so `--only policies` measures it
+  too, without printing it).
+* `policies`: gradient steps/s (median over `--steps` updates after `--warmup`) of BC, CQL, IQL,
+  MOPO and MOBILE, alone and with COCOA (`bench_policies.build`), the COCOA/alone time ratio,
+  the anchor computations of one update, the FLOPs of one update as counted by
+  `torch.utils.flop_counter.FlopCounterMode` (matmuls only: elementwise work is not counted),
+  the achieved GFLOP/s and its fraction of the float32 matmul rate, and the 2-core reference
+  machine's steps/s (`REFERENCE_STEPS_PER_S`).
+* `dynamics`: training steps of the forward (S+A -> S+1) and reverse (S+A -> S) ensembles,
+  7 members x [200]*4, 256 rows per member per step, Adam.
+* `rollout`: model-rollout transitions/s from `--rollout_starts` start states, one rollout step
+  (`MBPolicyTrainer.rollout`: the MOPO actor's sample plus `EnsembleDynamics.step`), with a plain
+  actor and with a COCOA actor (its anchors computed on the states).
+* `reverse`: `divergent_reverse_rollouts` transitions/s (COCOA stage B).
+* `seeker`: anchor-seeker pretraining seconds per epoch on `--seeker_rows` rows, projected to
+  the paper's 1.5M rows x 50 epochs.
+* `memory`: the peak memory of loading `--buffer_rows` random transitions into the replay buffer
+  the way the training scripts do (a numpy transition dict, then `ReplayBuffer.from_transitions`),
+  measured in a fresh subprocess; on CUDA also `torch.cuda.max_memory_allocated`.
+
+Usage:
+    python benchmarks/suite.py                                  # CPU, 2 threads, everything
+    python benchmarks/suite.py --markdown speed.md              # also write a Markdown file
+    python benchmarks/suite.py --only policies --algos cql iql --steps 5
+    python benchmarks/suite.py --device cuda --only matmul policies rollout memory
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bench_dynamics import _synthetic
+from bench_policies import ALGOS, build, make_batch, make_dynamics
+from timing import median_time, sync
+from torch.utils.flop_counter import FlopCounterMode
+
+from offlinerlkit.anchor import AnchorSeeker, divergent_reverse_rollouts, pretrain_seeker
+from offlinerlkit.buffer.replay_buffer import ReplayBuffer
+from offlinerlkit.dynamics import (
+    DEFAULT_HIDDEN_DIMS,
+    DEFAULT_WEIGHT_DECAYS,
+    EnsembleDynamics,
+    GaussianEnsemble,
+)
+from offlinerlkit.dynamics.fit import gaussian_nll_loss
+from offlinerlkit.nets.optim import adam
+from offlinerlkit.policy.anchors import CountingAnchorFn
+from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
+from offlinerlkit.types import Batch, EnvSpec
+from offlinerlkit.utils.experiment import configure_threads
+from offlinerlkit.utils.logger import NoOpLogger
+from offlinerlkit.utils.run_dir import RunDir
+
+SECTIONS = ("matmul", "policies", "dynamics", "rollout", "reverse", "seeker", "memory")
+
+#: Each section's table title (printed and written as a Markdown heading).
+TITLES = {
+    "matmul": "Matrix-multiply rate",
+    "policies": "Policy gradient steps",
+    "dynamics": "Dynamics training",
+    "rollout": "Model rollouts",
+    "reverse": "Reverse rollouts",
+    "seeker": "Seeker pretraining",
+    "memory": "Replay-buffer memory",
+}
+
+#: Gradient steps/s MEASURED ON THE 2-CORE REFERENCE MACHINE (the project's spec: 2-core CPU,
+#: 2 threads, batch 256, halfcheetah sizes): (steps/s, program). Not measured here.
+REFERENCE_STEPS_PER_S: dict[str, tuple[float, str]] = {
+    "cql": (5.47, "OfflineRL-Kit"),
+    "iql": (95.7, "OfflineRL-Kit"),
+    "mopo": (91.4, "OfflineRL-Kit"),
+    "mobile": (10.4, "OfflineRL-Kit"),
+    "cql+cocoa": (0.126, "original COCOA"),
+    "iql+cocoa": (30.8, "original COCOA"),
+    "mopo+cocoa": (29.6, "original COCOA"),
+}
+#: Forward-dynamics training steps/s (7 x [200]*4, 256 rows per member) on the same 2-core
+#: reference machine (spec SPEED.md, quoted in bench_dynamics.py). Not measured here.
+REFERENCE_DYNAMICS_IT_PER_S = 55.6
+
+NUM_MEMBERS, NUM_ELITES = 7, 5
+PAPER_SEEKER_ROWS, PAPER_SEEKER_EPOCHS = 1_500_000, 50
+MOPO_PENALTY = 1.0  # any nonzero value: the rollout then pays for MOPO's uncertainty penalty
+
+
+# --------------------------------------------------------------------------- tables
+
+def fmt(value: object) -> str:
+    """A table cell: `-` for None, thousands separators, about three significant digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    v = float(value)
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    if abs(v) >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+@dataclass
+class Table:
+    """One section of the report: a label column followed by numeric columns, plus notes."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, *cells: object) -> None:
+        if len(cells) != len(self.columns):
+            raise ValueError(f"{self.title}: {len(cells)} cells for {len(self.columns)} columns")
+        self.rows.append([fmt(c) for c in cells])
+
+    def text(self) -> str:
+        widths = [max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c)
+                  for i, c in enumerate(self.columns)]
+
+        def line(cells: Sequence[str]) -> str:
+            first = f"{cells[0]:<{widths[0]}}"
+            return "  ".join([first, *(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:]))])
+
+        out = [f"== {self.title} ==", line(self.columns), *(line(r) for r in self.rows)]
+        out += [f"  note: {n}" for n in self.notes]
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        out = [f"## {self.title}", "", "| " + " | ".join(self.columns) + " |",
+               "|" + "|".join(["---", *("---:" for _ in self.columns[1:])]) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in self.rows]
+        if self.notes:
+            out += ["", *(f"* {n}" for n in self.notes)]
+        return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- machine
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo where there is one, else `platform`'s guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def header(cfg: argparse.Namespace, device: torch.device) -> str:
+    """One line: device, threads, torch version, CPU (and GPU) model, sizes."""
+    gpu = f" gpu={torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return (f"device={device}{gpu} threads={torch.get_num_threads()} torch={torch.__version__} "
+            f"cpu={cpu_model()!r} batch={cfg.batch_size} obs/action={cfg.obs_dim}/{cfg.action_dim}")
+
+
+def matmul_gflops(size: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
+    """GFLOP/s of a square `size`^3 matmul (2 size^3 FLOPs), median over `repeats` calls."""
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, generator=g, device=device).to(dtype)
+    b = torch.randn(size, size, generator=g, device=device).to(dtype)
+    seconds = median_time(lambda: a @ b, device, repeats, warmup=1)
+    return 2 * size**3 / seconds / 1e9
+
+
+def matmul_table(cfg: argparse.Namespace, device: torch.device) -> tuple[Table, float]:
+    """The float32 (and bfloat16) matmul rates; returns the table and the float32 GFLOP/s."""
+    table = Table(TITLES["matmul"], ["dtype", "size", "GFLOP/s", "ms/matmul"])
+    rates = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        rates[name] = matmul_gflops(cfg.matmul_size, dtype, device, cfg.repeats)
+        table.add(name, cfg.matmul_size, rates[name], 2e-6 * cfg.matmul_size**3 / rates[name])
+    table.notes.append("float32 is the yardstick of the policy table; bfloat16 is information only")
+    return table, rates["float32"]
+
+
+# --------------------------------------------------------------------------- policies
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of `fn()` as torch's `FlopCounterMode` counts them.
+
+    It counts matmul-like ops (mm, addmm, bmm, baddbmm, convolutions, attention) from their
+    shapes, forward and backward; elementwise ops, reductions and optimizer arithmetic count 0.
+    """
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    """One algorithm variant's update: median seconds, counted FLOPs and anchor work."""
+
+    seconds: float
+    flops: int
+    anchor_calls: int | None  # None: no anchors (a plain network)
+    anchor_rows: int | None
+
+
+def measure_update(algo: str, cocoa: bool, spec: EnvSpec, batch: Batch, device: torch.device,
+                   steps: int, warmup: int) -> UpdateStats:
+    """Time `steps` updates after `warmup`, then count FLOPs and anchor calls of one more."""
+    _, step, anchor = build(algo, cocoa, spec, device)
+    seconds = median_time(lambda: step(batch), device, steps, warmup=warmup)
+    if anchor is not None:
+        anchor.reset()
+    flops = count_flops(lambda: step(batch))
+    return UpdateStats(seconds, flops, anchor.calls if anchor else None,
+                       anchor.rows if anchor else None)
+
+
+def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
+                   fp32_gflops: float | None) -> Table:
+    """Steps/s, FLOPs and anchor work of every requested algorithm, alone and with COCOA."""
+    table = Table(f"{TITLES['policies']} (batch {cfg.batch_size})",
+                  ["algorithm", "steps/s", "ms/step", "COCOA/alone time", "anchor calls/update",
+                   "anchor rows/update", "GFLOP/update", "GFLOP/s", "% of fp32 matmul",
+                   "ref steps/s (2-core)"])
+    batch = make_batch(spec, cfg.batch_size, device, cfg.seed)
+    for algo in cfg.algos:
+        alone: UpdateStats | None = None
+        for cocoa in (False, True):
+            if algo == "bc" and cocoa:
+                continue
+            stats = measure_update(algo, cocoa, spec, batch, device, cfg.steps, cfg.warmup)
+            alone = stats if not cocoa else alone
+            name = f"{algo}+cocoa" if cocoa else algo
+            achieved = stats.flops / stats.seconds / 1e9
+            table.add(name, 1 / stats.seconds, 1e3 * stats.seconds,
+                      stats.seconds / alone.seconds if cocoa and alone else None,
+                      stats.anchor_calls, stats.anchor_rows, stats.flops / 1e9, achieved,
+                      100 * achieved / fp32_gflops if fp32_gflops else None,
+                      REFERENCE_STEPS_PER_S.get(name, (None, ""))[0])
+            print(f"  {name}: {1 / stats.seconds:.3g} steps/s", file=sys.stderr, flush=True)
+    table.notes += [
+        f"median of {cfg.steps} updates after {cfg.warmup} warm-up updates; random data",
+        "GFLOP counted by torch FlopCounterMode over one update (matmuls only)",
+        "COCOA/alone time: seconds per update with COCOA over seconds without (same algorithm)",
+        "ref steps/s: MEASURED ON THE 2-CORE REFERENCE CPU (2 threads), not here: plain rows "
+        "OfflineRL-Kit, +cocoa rows the original COCOA code",
+    ]
+    return table
+
+
+# --------------------------------------------------------------------------- dynamics
+
+def new_ensemble(spec: EnvSpec, direction: str, device: torch.device) -> EnsembleDynamics:
+    """The paper's dynamics: 7 members (5 elites) x [200]*4, forward S+A -> S+1 or reverse -> S."""
+    out_dim = spec.obs_dim + 1 if direction == "forward" else spec.obs_dim
+    model = GaussianEnsemble(spec.obs_dim + spec.action_dim, out_dim, DEFAULT_HIDDEN_DIMS,
+                             num_members=NUM_MEMBERS, num_elites=NUM_ELITES,
+                             weight_decays=DEFAULT_WEIGHT_DECAYS)
+    return EnsembleDynamics(model.to(device), direction=direction)  # type: ignore[arg-type]
+
+
+def dynamics_train_its(direction: str, cfg: argparse.Namespace, spec: EnvSpec,
+                       device: torch.device) -> float:
+    """Training steps/s (Adam, `cfg.batch_size` rows per member) of a fresh ensemble."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    dynamics = new_ensemble(spec, direction, device)
+    model = dynamics.model
+    obs, action, next_obs, reward = _synthetic(cfg.dyn_rows, spec.obs_dim, spec.action_dim,
+                                               device, gen)
+    x, y = dynamics.training_pairs(obs, action, next_obs, reward)
+    optimizer = adam(model.parameters(), 1e-3)  # as fit_ensemble
+    n, b = cfg.dyn_steps, cfg.batch_size
+    idx = torch.randint(cfg.dyn_rows, (NUM_MEMBERS, n * b), generator=gen).to(device)
+
+    def train_steps() -> None:
+        for k in range(n):
+            i = idx[:, k * b:(k + 1) * b]  # [E, b]
+            loss = gaussian_nll_loss(model, x[i], y[i], 0.01)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    return n / median_time(train_steps, device, cfg.repeats)
+
+
+def dynamics_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+    """Forward and reverse ensemble training throughput."""
+    table = Table(TITLES["dynamics"], ["model", "it/s", "samples/s (all members)",
+                                       "rows/member/s", "ref it/s (2-core)"])
+    s, a = spec.obs_dim, spec.action_dim
+    for direction, out in (("forward", s + 1), ("reverse", s)):
+        its = dynamics_train_its(direction, cfg, spec, device)
+        ref = REFERENCE_DYNAMICS_IT_PER_S if direction == "forward" else None
+        table.add(f"{direction} ({s + a} -> {out})", its, its * NUM_MEMBERS * cfg.batch_size,
+                  its * cfg.batch_size, ref)
+    table.notes += [
+        f"{NUM_MEMBERS} members x {list(DEFAULT_HIDDEN_DIMS)}, {cfg.batch_size} rows per member "
+        f"per step, Adam; median of {cfg.repeats} runs of {cfg.dyn_steps} steps",
+        "ref it/s: MEASURED ON THE 2-CORE REFERENCE CPU (spec SPEED.md), not here",
+    ]
+    return table
+
+
+# --------------------------------------------------------------------------- rollouts
+
+def rollout_trainer(policy: Any, dynamics: EnsembleDynamics, spec: EnvSpec, starts: int,
+                    device: torch.device, run_dir: RunDir, batch_size: int, seed: int
+                    ) -> MBPolicyTrainer:
+    """A MOPO trainer whose `rollout()` rolls `starts` random dataset states out for one step.
+
+    `batch_size` (the gradient batch) is required by the trainer but unused by `rollout()`.
+    """
+    data = make_batch(spec, starts, device, seed)
+    buffer = ReplayBuffer(starts, spec.obs_dim, spec.action_dim, device=device)
+    buffer.add_batch(data.obs, data.action, data.reward, data.next_obs, data.done)
+    return MBPolicyTrainer(policy, dynamics=dynamics, rollout_freq=1, rollout_batch_size=starts,
+                           rollout_length=1, model_retain_epochs=1, buffer=buffer,
+                           logger=NoOpLogger(), run_dir=run_dir, env=None, task=None, epochs=1,
+                           step_per_epoch=1, batch_size=batch_size, eval_episodes=0,
+                           progress=False)
+
+
+def rollout_seconds(cocoa: bool, cfg: argparse.Namespace, spec: EnvSpec, device: torch.device
+                    ) -> tuple[float, CountingAnchorFn | None]:
+    """Median seconds of one rollout step from `cfg.rollout_starts` states, and the anchor fn
+    (its counts are those of one rollout)."""
+    policy, _, anchor = build("mopo", cocoa, spec, device)
+    dynamics = EnsembleDynamics(make_dynamics(spec, device).model, direction="forward",
+                                penalty_coef=MOPO_PENALTY)
+    with tempfile.TemporaryDirectory() as tmp:  # the trainer writes nothing during rollouts
+        trainer = rollout_trainer(policy, dynamics, spec, cfg.rollout_starts, device,
+                                  RunDir(Path(tmp)), cfg.batch_size, cfg.seed)
+        seconds = median_time(trainer.rollout, device, cfg.repeats)
+        if anchor is not None:
+            anchor.reset()
+            trainer.rollout()
+    return seconds, anchor
+
+
+def rollout_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+    """Model-rollout throughput with a plain and a COCOA MOPO actor."""
+    table = Table(f"{TITLES['rollout']} ({cfg.rollout_starts:,} starts, one step)",
+                  ["actor", "transitions/s", "s/rollout step", "COCOA/alone time",
+                   "anchor calls/step", "anchor rows/step"])
+    alone = None
+    for cocoa in (False, True):
+        seconds, anchor = rollout_seconds(cocoa, cfg, spec, device)
+        alone = seconds if not cocoa else alone
+        table.add("mopo+cocoa" if cocoa else "mopo", cfg.rollout_starts / seconds, seconds,
+                  seconds / alone if cocoa and alone else None,
+                  anchor.calls if anchor else None, anchor.rows if anchor else None)
+    table.notes.append(f"MBPolicyTrainer.rollout: buffer sample, actor sample (+ anchors), "
+                       f"EnsembleDynamics.step (random elite, MOPO penalty), model-buffer write; "
+                       f"median of {cfg.repeats}")
+    return table
+
+
+def reverse_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+    """`divergent_reverse_rollouts` throughput through the paper's reverse ensemble."""
+    table = Table(TITLES["reverse"], ["stage", "transitions/s", "starts", "length", "s/run"])
+    g = torch.Generator().manual_seed(cfg.seed)
+    reverse = new_ensemble(spec, "reverse", device)
+    starts = torch.randn(cfg.reverse_starts, spec.obs_dim, generator=g).to(device)
+    actions = (torch.rand(cfg.reverse_starts, spec.action_dim, generator=g) * 2 - 1).to(device)
+    counts: list[int] = []
+
+    def run() -> None:
+        data = divergent_reverse_rollouts(reverse, starts, actions,
+                                          rollout_length=cfg.reverse_length, scale_coef=0.8,
+                                          noise_coef=0.1, progress=False)
+        counts.append(len(data["observations"]))
+
+    seconds = median_time(run, device, cfg.repeats)
+    table.add("divergent_reverse_rollouts", counts[-1] / seconds, cfg.reverse_starts,
+              cfg.reverse_length, seconds)
+    table.notes.append(f"7 members x [200]*4 reverse ensemble; median of {cfg.repeats} runs")
+    return table
+
+
+def seeker_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+    """Seconds per seeker-pretraining epoch and the projection to the paper's data and epochs."""
+    table = Table(TITLES["seeker"], ["stage", "s/epoch", "rows", "epochs timed",
+                                     f"projected min ({PAPER_SEEKER_ROWS / 1e6:g}M rows x "
+                                     f"{PAPER_SEEKER_EPOCHS} epochs)"])
+    g = torch.Generator().manual_seed(cfg.seed)
+    seeker = AnchorSeeker(spec.obs_dim, spec.action_dim).to(device)
+    obs = torch.randn(cfg.seeker_rows, spec.obs_dim, generator=g).to(device)
+    act = (torch.rand(cfg.seeker_rows, spec.action_dim, generator=g) * 2 - 1).to(device)
+    stamps: list[float] = []
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        sync(device)
+        stamps.append(time.perf_counter())
+
+    start = time.perf_counter()
+    pretrain_seeker(seeker, obs, act, epochs=cfg.seeker_epochs, progress=False, on_epoch=on_epoch)
+    per_epoch = (stamps[-1] - start) / len(stamps)
+    minutes = per_epoch * PAPER_SEEKER_ROWS / cfg.seeker_rows * PAPER_SEEKER_EPOCHS / 60
+    table.add("pretrain_seeker (batch 256)", per_epoch, cfg.seeker_rows, len(stamps), minutes)
+    table.notes.append("projection scales linearly with rows; the early stop usually ends sooner")
+    return table
+
+
+# --------------------------------------------------------------------------- memory
+
+def _proc_status_bytes(key: str) -> int | None:
+    """A `kB` field of /proc/self/status (Linux) in bytes, None where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _rss_bytes() -> int:
+    """The process's resident set size now (Linux), else its peak so far."""
+    rss = _proc_status_bytes("VmRSS")
+    return rss if rss is not None else _peak_rss_bytes()
+
+
+def _peak_rss_bytes() -> int:
+    """Peak resident set size of this process.
+
+    Linux: `VmHWM`, which starts afresh at exec and is reset by `_reset_peak_rss`. (`ru_maxrss`
+    is not used there: after fork + exec it still holds the parent's RSS at the fork.)
+    Elsewhere: `ru_maxrss` (KiB, bytes on macOS).
+    """
+    hwm = _proc_status_bytes("VmHWM")
+    if hwm is not None:
+        return hwm
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def _reset_peak_rss() -> None:
+    """Reset Linux's peak-RSS mark to the current RSS (`clear_refs` 5) where allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def random_transitions(rows: int, obs_dim: int, action_dim: int, seed: int
+                       ) -> dict[str, np.ndarray]:
+    """A D4RL-style transition dict (float32 arrays, bool terminals) without float64 temporaries."""
+    rng = np.random.default_rng(seed)
+    actions = rng.random((rows, action_dim), dtype=np.float32)
+    actions *= 2
+    actions -= 1
+    return {"observations": rng.standard_normal((rows, obs_dim), dtype=np.float32),
+            "actions": actions,
+            "next_observations": rng.standard_normal((rows, obs_dim), dtype=np.float32),
+            "rewards": rng.standard_normal(rows, dtype=np.float32),
+            "terminals": rng.random(rows, dtype=np.float32) < 1e-3}
+
+
+def memory_child(rows: int, obs_dim: int, action_dim: int, device: torch.device) -> dict[str, int]:
+    """In a fresh process: RSS growth while making a dataset and loading it into the buffer."""
+    if device.type == "cuda":
+        torch.cuda.init()
+        torch.cuda.reset_peak_memory_stats(device)
+    _reset_peak_rss()  # so the peak below is that of the loading, not of the imports
+    before = _rss_bytes()
+    dataset = random_transitions(rows, obs_dim, action_dim, seed=0)
+    buffer = ReplayBuffer.from_transitions(dataset, device=device)  # as run_policy_training
+    sync(device)
+    result = {"rows": len(buffer), "rss_before": before, "peak_rss": _peak_rss_bytes(),
+              "dataset_bytes": sum(int(v.nbytes) for v in dataset.values()),
+              "buffer_bytes": buffer.capacity * (2 * obs_dim + action_dim + 2) * 4}
+    if device.type == "cuda":
+        result["cuda_max_allocated"] = int(torch.cuda.max_memory_allocated(device))
+    return result
+
+
+def memory_table(cfg: argparse.Namespace, device: torch.device) -> Table:
+    """Runs `memory_child` in a subprocess (so nothing else inflates the peak) and tabulates it."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory_child",
+           "--buffer_rows", str(cfg.buffer_rows), "--obs_dim", str(cfg.obs_dim),
+           "--action_dim", str(cfg.action_dim), "--device", str(device),
+           "--threads", str(cfg.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory subprocess failed ({proc.returncode}):\n{proc.stderr}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    n, mb = r["rows"], 1e6
+    growth = r["peak_rss"] - r["rss_before"]
+    table = Table(f"{TITLES['memory']} ({n:,} transitions, obs {cfg.obs_dim} / action "
+                  f"{cfg.action_dim})", ["what", "MB", "bytes/transition"])
+    table.add("peak RSS growth: dataset + buffer (measured)", growth / mb, growth / n)
+    table.add("dataset arrays (numpy, exact)", r["dataset_bytes"] / mb, r["dataset_bytes"] / n)
+    table.add("replay buffer tensors (exact)", r["buffer_bytes"] / mb, r["buffer_bytes"] / n)
+    table.add("process peak RSS while loading (incl. torch)", r["peak_rss"] / mb, None)
+    if "cuda_max_allocated" in r:
+        table.add("cuda max_memory_allocated", r["cuda_max_allocated"] / mb,
+                  r["cuda_max_allocated"] / n)
+    table.notes.append("fresh subprocess; RSS growth = peak RSS (VmHWM, else ru_maxrss) after "
+                       "loading - RSS before making the dataset; the scripts keep the numpy dict "
+                       "alive next to the buffer")
+    return table
+
+
+# --------------------------------------------------------------------------- main
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op CPU threads")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--obs_dim", type=int, default=17)
+    parser.add_argument("--action_dim", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=10, help="timed policy updates (median)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed policy updates first")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed repeats of matmuls, dynamics steps, rollouts")
+    parser.add_argument("--matmul_size", type=int, default=2048)
+    parser.add_argument("--dyn_rows", type=int, default=50_000, help="dynamics training rows")
+    parser.add_argument("--dyn_steps", type=int, default=20, help="dynamics steps per repeat")
+    parser.add_argument("--rollout_starts", type=int, default=50_000)
+    parser.add_argument("--reverse_starts", type=int, default=20_000)
+    parser.add_argument("--reverse_length", type=int, default=5)
+    parser.add_argument("--seeker_rows", type=int, default=100_000)
+    parser.add_argument("--seeker_epochs", type=int, default=2)
+    parser.add_argument("--buffer_rows", type=int, default=2_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory_child", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def run_sections(cfg: argparse.Namespace, device: torch.device,
+                 emit: Callable[[Table], None]) -> None:
+    """Measures the selected sections in order, handing each table to `emit` when done."""
+    spec = EnvSpec(cfg.obs_dim, cfg.action_dim)
+    fp32: float | None = None
+    if "matmul" in cfg.only or "policies" in cfg.only:
+        table, fp32 = matmul_table(cfg, device)
+        if "matmul" in cfg.only:
+            emit(table)
+    builders: dict[str, Callable[[], Table]] = {
+        "policies": lambda: policies_table(cfg, spec, device, fp32),
+        "dynamics": lambda: dynamics_table(cfg, spec, device),
+        "rollout": lambda: rollout_table(cfg, spec, device),
+        "reverse": lambda: reverse_table(cfg, spec, device),
+        "seeker": lambda: seeker_table(cfg, spec, device),
+        "memory": lambda: memory_table(cfg, device),
+    }
+    for name in SECTIONS[1:]:
+        if name in cfg.only:
+            torch.manual_seed(cfg.seed)
+            emit(builders[name]())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    configure_threads(cfg.threads)  # also keeps freed large blocks (utils.memory)
+    device = torch.device(cfg.device)
+    if cfg.memory_child:
+        print(json.dumps(memory_child(cfg.buffer_rows, cfg.obs_dim, cfg.action_dim, device)))
+        return
+    head = header(cfg, device)
+    print(head, flush=True)
+    tables: list[Table] = []
+
+    def emit(table: Table) -> None:
+        tables.append(table)
+        print("\n" + table.text(), flush=True)
+
+    run_sections(cfg, device, emit)
+    if cfg.markdown is not None:
+        cfg.markdown.parent.mkdir(parents=True, exist_ok=True)
+        body = "\n\n".join(t.markdown() for t in tables)
+        cfg.markdown.write_text(f"# Speed table\n\n`{head}`\n\n{body}\n")
+        print(f"\nwrote {cfg.markdown}")
+
+
+if __name__ == "__main__":
+    main()

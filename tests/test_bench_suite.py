@@ -1,0 +1,147 @@
+"""`benchmarks/suite.py`: the whole speed table at tiny sizes, and its FLOP counting by hand."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import suite  # noqa: E402
+
+TINY = ["--threads", "1", "--steps", "1", "--warmup", "1", "--repeats", "1",
+        "--algos", "bc", "iql", "--matmul_size", "128", "--dyn_rows", "1000", "--dyn_steps", "2",
+        "--rollout_starts", "500", "--reverse_starts", "200", "--reverse_length", "2",
+        "--seeker_rows", "2000", "--seeker_epochs", "1", "--buffer_rows", "100000"]
+
+
+def run_suite(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "suite.py"), *args],
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def markdown_tables(text: str) -> dict[str, list[dict[str, str]]]:
+    """`## title` -> rows of the pipe table under it, as {column: cell}."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    title, columns = None, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title, columns = line[3:], None
+            tables[title] = []
+        elif line.startswith("|") and title is not None:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if columns is None:
+                columns = cells
+            elif not set(line) <= set("|-: "):
+                tables[title].append(dict(zip(columns, cells)))
+    return tables
+
+
+def table_for(tables: dict[str, list[dict[str, str]]], section: str) -> list[dict[str, str]]:
+    matches = [rows for title, rows in tables.items() if title.startswith(suite.TITLES[section])]
+    assert len(matches) == 1, f"section {section!r} missing or repeated in {list(tables)}"
+    return matches[0]
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, list[dict[str, str]]]]:
+    path = tmp_path_factory.mktemp("suite") / "speed.md"
+    proc = run_suite(*TINY, "--markdown", str(path))
+    return proc.stdout, markdown_tables(path.read_text())
+
+
+def test_every_section_is_printed_and_written(tiny_run) -> None:
+    stdout, tables = tiny_run
+    assert stdout.splitlines()[0].startswith("device=cpu ")
+    assert "threads=1" in stdout.splitlines()[0] and f"torch={torch.__version__}" in stdout
+    for section in suite.SECTIONS:
+        assert f"== {suite.TITLES[section]}" in stdout, section
+        assert table_for(tables, section), f"section {section!r} has no rows"
+
+
+def test_every_number_parses_as_positive(tiny_run) -> None:
+    _, tables = tiny_run
+    checked = 0
+    for title, rows in tables.items():
+        for row in rows:
+            for column, cell in list(row.items())[1:]:  # the first column is the row's label
+                if cell != "-":
+                    assert number(cell) > 0, f"{title} / {row} / {column}: {cell!r}"
+                    checked += 1
+    assert checked >= 40
+
+
+def test_policy_rows_and_columns(tiny_run) -> None:
+    _, tables = tiny_run
+    rows = {r["algorithm"]: r for r in table_for(tables, "policies")}
+    assert list(rows) == ["bc", "iql", "iql+cocoa"]  # BC alone only
+    for name, row in rows.items():
+        for column in ("steps/s", "ms/step", "GFLOP/update", "GFLOP/s", "% of fp32 matmul"):
+            assert number(row[column]) > 0, (name, column)
+        assert number(row["steps/s"]) * number(row["ms/step"]) == pytest.approx(1000, rel=0.02)
+    assert rows["iql"]["anchor calls/update"] == "-"
+    assert number(rows["iql+cocoa"]["anchor calls/update"]) >= 1
+    assert number(rows["iql+cocoa"]["anchor rows/update"]) >= 256
+    assert number(rows["iql+cocoa"]["COCOA/alone time"]) > 0
+    assert number(rows["iql+cocoa"]["GFLOP/update"]) > number(rows["iql"]["GFLOP/update"])
+    assert number(rows["iql"]["ref steps/s (2-core)"]) == suite.REFERENCE_STEPS_PER_S["iql"][0]
+    assert rows["bc"]["ref steps/s (2-core)"] == "-"
+
+
+def test_rollout_and_memory_rows(tiny_run) -> None:
+    _, tables = tiny_run
+    rollout = {r["actor"]: r for r in table_for(tables, "rollout")}
+    assert rollout["mopo+cocoa"]["anchor calls/step"] == "1"
+    assert number(rollout["mopo+cocoa"]["anchor rows/step"]) == 500
+    dynamics = [r["model"] for r in table_for(tables, "dynamics")]
+    assert dynamics == ["forward (23 -> 18)", "reverse (23 -> 17)"]
+    memory = {r["what"]: r for r in table_for(tables, "memory")}
+    buffer = next(v for k, v in memory.items() if k.startswith("replay buffer"))
+    assert number(buffer["bytes/transition"]) == 168  # (17 + 6 + 1 + 17 + 1) float32
+    measured = next(v for k, v in memory.items() if k.startswith("peak RSS growth"))
+    assert number(measured["bytes/transition"]) >= 168  # at least the buffer itself
+
+
+def test_only_selects_sections() -> None:
+    stdout = run_suite("--threads", "1", "--only", "matmul", "--matmul_size", "64",
+                       "--repeats", "1").stdout
+    assert f"== {suite.TITLES['matmul']}" in stdout
+    assert all(f"== {suite.TITLES[s]}" not in stdout for s in suite.SECTIONS[1:])
+
+
+def test_counted_flops_match_a_hand_count() -> None:
+    """One update of a 2-layer MLP: layer 1 (input without grad) costs 4*B*i*h (forward, weight
+    gradient), layer 2 costs 6*B*h*o (forward, input and weight gradients); Adam counts 0."""
+    torch.manual_seed(0)
+    b, i, h, o = 32, 17, 64, 5
+    net = nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, o))
+    optim = torch.optim.Adam(net.parameters())
+    x, y = torch.randn(b, i), torch.randn(b, o)
+
+    def update() -> None:
+        loss = (net(x) - y).square().mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+
+    assert suite.count_flops(update) == pytest.approx(4 * b * i * h + 6 * b * h * o, rel=1e-3)
+
+
+def test_counted_flops_of_one_linear_with_input_gradient() -> None:
+    b, i, o = 256, 23, 200
+    layer = nn.Linear(i, o)
+    x = torch.randn(b, i, requires_grad=True)
+    assert suite.count_flops(lambda: layer(x).sum().backward()) == pytest.approx(
+        6 * b * i * o, rel=1e-3)

@@ -1,0 +1,206 @@
+"""The optimised paths give the same numbers as the straightforward ones (issue 8).
+
+* the chunked bilinear LayerNorm head (`nets.bilinear`) against the op-by-op encoder, alone and
+  inside CQL+COCOA updates;
+* fused Adam (`nets.optim.adam`) against the default Adam;
+* one anchor call for `s` and `s'` stacked (`Anchors.of_pair`) against two calls;
+* the opt-in speed options: refused where they cannot work, bf16 autocast runs a COCOA update.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from offlinerlkit.modules.actor import TanhGaussianActor
+from offlinerlkit.modules.critic import CriticEnsemble
+from offlinerlkit.modules.encoder import AnchorDeltaEncoder
+from offlinerlkit.nets import bilinear
+from offlinerlkit.nets.optim import adam
+from offlinerlkit.policy.anchors import Anchors
+from offlinerlkit.policy.cql import CQLPolicy
+from offlinerlkit.utils.speed import apply_speed_options, check_speed_options, step_context
+from tests.policy_helpers import ACTION_DIM, OBS_DIM, assert_params_close, tiny_batch, torch_threads
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of a few rows, so every test crosses chunk borders (and has a partial last one)."""
+    monkeypatch.setattr(bilinear, "CPU_CHUNK_ELEMENTS", 3 * 32)
+
+
+def _perturbed(module: nn.Module, seed: int) -> nn.Module:
+    """Random LayerNorm affines too (they start at 1/0, which would hide mistakes)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    return module
+
+
+def _unfused_copy(module: nn.Module) -> nn.Module:
+    ref = copy.deepcopy(module)
+    for m in ref.modules():
+        if isinstance(m, AnchorDeltaEncoder):
+            m.fused_head = False
+    return ref
+
+
+@pytest.mark.parametrize("members,rows,extra", [(1, 7, 0), (2, 10, 3), (3, 1, 2)])
+def test_fused_head_equals_the_op_by_op_encoder(small_chunks: None, members: int, rows: int,
+                                                extra: int) -> None:
+    torch.manual_seed(0)
+    fused = _perturbed(AnchorDeltaEncoder(OBS_DIM, extra, (16, 8), 4, num_members=members), 1)
+    assert fused.fused_head
+    ref = _unfused_copy(fused)
+    obs, anchor = torch.randn(rows, OBS_DIM), torch.randn(rows, OBS_DIM)
+    act = torch.randn(rows, extra) if extra else None
+    out, want = fused(obs, anchor, act), ref(obs, anchor, act)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+    weights = torch.randn(out.shape)
+    (out * weights).sum().backward()
+    (want * weights).sum().backward()
+    for (name, p), q in zip(fused.named_parameters(), ref.parameters()):
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fused_head_gives_input_gradients_and_works_without_autograd(small_chunks: None) -> None:
+    torch.manual_seed(0)
+    enc = _perturbed(AnchorDeltaEncoder(OBS_DIM, 0, (8,), 4, num_members=2), 2)
+    ref = _unfused_copy(enc)
+    obs = torch.randn(5, OBS_DIM, requires_grad=True)
+    obs_ref = obs.detach().clone().requires_grad_(True)
+    anchor = torch.randn(5, OBS_DIM)
+    enc(obs, anchor).square().sum().backward()
+    ref(obs_ref, anchor).square().sum().backward()
+    torch.testing.assert_close(obs.grad, obs_ref.grad, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(obs, anchor), ref(obs, anchor), rtol=1e-5, atol=1e-6)
+
+
+def test_without_layernorm_the_op_by_op_path_is_used() -> None:
+    assert not AnchorDeltaEncoder(OBS_DIM, 0, (8,), 2, layernorm=False).fused_head
+
+
+def _cql(fused: bool) -> CQLPolicy:
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(AnchorDeltaEncoder(OBS_DIM, 0, (16, 8), 4), (16, 16), ACTION_DIM)
+    critics = CriticEnsemble(AnchorDeltaEncoder(OBS_DIM, ACTION_DIM, (16, 8), 4, num_members=2),
+                             (16, 16), num_members=2)
+    policy = CQLPolicy(_perturbed(actor, 3), _perturbed(critics, 4),
+                       actor_anchor_fn=lambda s: 0.9 * s, critic_anchor_fn=lambda s: 0.9 * s,
+                       num_repeat_actions=3)
+    if not fused:
+        for net in policy.nets.values():
+            for m in net.modules():
+                if isinstance(m, AnchorDeltaEncoder):
+                    m.fused_head = False
+    return policy
+
+
+def test_cql_cocoa_updates_match_with_and_without_the_fused_head(small_chunks: None) -> None:
+    fast, ref = _cql(True), _cql(False)
+    for step in range(3):
+        batch = tiny_batch(seed=step)
+        torch.manual_seed(50 + step)
+        got = fast.learn(batch)
+        torch.manual_seed(50 + step)
+        want = ref.learn(batch)
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
+    for name in ("actor", "critics", "critics_target"):
+        assert_params_close(fast.nets[name], ref.nets[name])
+
+
+def test_fused_adam_matches_the_default_adam() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+    ref = copy.deepcopy(net)
+    opt, opt_ref = adam(net.parameters(), lr=1e-2), torch.optim.Adam(ref.parameters(), lr=1e-2)
+    assert opt.defaults.get("fused"), "this torch build should have fused Adam on CPU"
+    for step in range(5):
+        x = torch.randn(32, 6, generator=torch.Generator().manual_seed(step))
+        for model, o in ((net, opt), (ref, opt_ref)):
+            o.zero_grad()
+            model(x).square().mean().backward()
+            o.step()
+    for p, q in zip(net.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_anchor_call_equals_two_calls() -> None:
+    torch.manual_seed(0)
+    seeker = nn.Sequential(nn.Linear(OBS_DIM, 32), nn.ReLU(), nn.Linear(32, OBS_DIM))
+    fa, fc = (lambda s: seeker(s) + s), (lambda s: 0.5 * seeker(s))
+    obs, next_obs = torch.randn(9, OBS_DIM), torch.randn(9, OBS_DIM)
+    for actor_fn, critic_fn, next_actor in ((fa, fa, True), (fa, fc, True), (fa, fc, False),
+                                            (None, fc, True)):
+        anchors = Anchors(actor_fn, critic_fn)
+        now, nxt = anchors.of_pair(obs, next_obs, next_actor=next_actor)
+        want_now, want_next = anchors(obs), anchors(next_obs)
+        for got, want in ((now.actor, want_now.actor), (now.critic, want_now.critic),
+                          (nxt.critic, want_next.critic)):
+            assert (got is None) == (want is None)
+            if got is not None:
+                torch.testing.assert_close(got, want)
+        if next_actor or actor_fn is critic_fn:
+            assert (nxt.actor is None) == (want_next.actor is None)
+            if nxt.actor is not None:
+                torch.testing.assert_close(nxt.actor, want_next.actor)
+        else:
+            assert nxt.actor is None  # not needed, not computed
+
+
+def _speed(**kw: bool) -> SimpleNamespace:
+    return SimpleNamespace(**{"tf32": False, "bf16": False, "compile": False, "cuda_graphs": False, **kw})
+
+
+def test_cuda_graphs_are_refused_on_cpu() -> None:
+    with pytest.raises(ValueError, match="--cuda_graphs needs a CUDA device"):
+        check_speed_options(_speed(cuda_graphs=True), torch.device("cpu"))
+
+
+def test_default_speed_options_change_nothing() -> None:
+    policy = _cql(True)
+    before = {k: type(v.forward) for k, v in policy.nets.items()}
+    apply_speed_options(policy, _speed(), torch.device("cpu"))
+    assert {k: type(v.forward) for k, v in policy.nets.items()} == before
+    assert not torch.is_autocast_enabled("cpu")
+    with step_context(_speed(), torch.device("cpu")):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_bf16_autocast_runs_a_cocoa_update_close_to_float32() -> None:
+    fast, ref = _cql(True), _cql(True)
+    batch = tiny_batch(seed=0)
+    torch.manual_seed(7)
+    with step_context(_speed(bf16=True), torch.device("cpu")):
+        assert torch.is_autocast_enabled("cpu")
+        got = fast.learn(batch)
+    torch.manual_seed(7)
+    want = ref.learn(batch)
+    assert set(got) == set(want)
+    for key, value in got.items():
+        assert value == pytest.approx(want[key], rel=0.1, abs=0.05), key  # bf16: ~3 digits
+
+
+@pytest.mark.slow
+def test_compiled_networks_give_the_same_update() -> None:
+    fast, ref = _cql(True), _cql(True)
+    apply_speed_options(fast, _speed(compile=True), torch.device("cpu"))
+    batch = tiny_batch(seed=0)
+    torch.manual_seed(7)
+    got = fast.learn(batch)
+    torch.manual_seed(7)
+    want = ref.learn(batch)
+    assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
