@@ -12,6 +12,9 @@ Prints a table with medians over repeats:
 Usage:
     python benchmarks/bench_dynamics.py --device cpu --threads 2
     python benchmarks/bench_dynamics.py --device cuda
+
+The ensemble, the synthetic data and the training step are those of `workloads.py`, the same
+as the dynamics section of `suite.py`.
 """
 from __future__ import annotations
 
@@ -22,24 +25,11 @@ from collections.abc import Callable
 
 import torch
 from timing import median_time, sync
+from workloads import dynamics_train_its, new_ensemble, synthetic_transitions
 
-from offlinerlkit.dynamics import (
-    DEFAULT_WEIGHT_DECAYS,
-    EnsembleDynamics,
-    GaussianEnsemble,
-    fit_ensemble,
-)
-from offlinerlkit.dynamics.fit import gaussian_nll_loss
+from offlinerlkit.dynamics import EnsembleDynamics, fit_ensemble
+from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.experiment import configure_threads
-
-
-def _synthetic(rows: int, obs_dim: int, action_dim: int, device: torch.device, gen: torch.Generator):
-    obs = torch.randn(rows, obs_dim, generator=gen)
-    action = torch.rand(rows, action_dim, generator=gen) * 2 - 1
-    mix = torch.randn(obs_dim + action_dim, obs_dim, generator=gen) * 0.1
-    next_obs = obs + torch.tanh(torch.cat([obs, action], -1) @ mix)
-    reward = next_obs.sum(-1)
-    return [t.to(device) for t in (obs, action, next_obs, reward)]
 
 
 def main() -> None:
@@ -64,37 +54,20 @@ def main() -> None:
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    in_dim, out_dim = cfg.obs_dim + cfg.action_dim, cfg.obs_dim + 1
+    spec = EnvSpec(cfg.obs_dim, cfg.action_dim)
 
     def new_dynamics() -> EnsembleDynamics:
-        decays = DEFAULT_WEIGHT_DECAYS if len(cfg.hidden_dims) == len(DEFAULT_WEIGHT_DECAYS) - 1 else None
-        model = GaussianEnsemble(in_dim, out_dim, cfg.hidden_dims, num_members=cfg.num_members,
-                                 num_elites=cfg.num_elites, weight_decays=decays)
-        return EnsembleDynamics(model.to(device), direction="forward")
+        return new_ensemble(spec, "forward", device, hidden_dims=cfg.hidden_dims,
+                            num_members=cfg.num_members, num_elites=cfg.num_elites)
 
-    obs, action, next_obs, reward = _synthetic(cfg.rows, cfg.obs_dim, cfg.action_dim, device, gen)
+    obs, action, next_obs, reward = synthetic_transitions(cfg.rows, spec, device, gen)
     rows: list[tuple[str, str, str]] = []
 
     # --- raw training steps ---
     dynamics = new_dynamics()
-    model = dynamics.model
     x, y = dynamics.training_pairs(obs, action, next_obs, reward)
-    try:  # as fit_ensemble does: the fused kernel where this torch build has it
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    idx = torch.randint(cfg.rows, (cfg.num_members, cfg.train_steps * cfg.batch_size), generator=gen).to(device)
-
-    def train_steps() -> None:
-        for k in range(cfg.train_steps):
-            i = idx[:, k * cfg.batch_size:(k + 1) * cfg.batch_size]  # [E, b]
-            loss = gaussian_nll_loss(model, x[i], y[i], 0.01)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-    t = median_time(train_steps, device, cfg.repeats)
-    its = cfg.train_steps / t
+    its = dynamics_train_its(dynamics, x, y, steps=cfg.train_steps, batch_size=cfg.batch_size,
+                             repeats=cfg.repeats, device=device, generator=gen)
     rows.append(("train step", f"{its:,.1f} it/s", f"{its * cfg.batch_size:,.0f} rows/member/s"))
 
     # --- fit_ensemble epochs ---

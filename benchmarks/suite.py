@@ -8,7 +8,7 @@ halfcheetah's observation/action sizes (17/6; `--obs_dim`, `--action_dim`):
   yardstick of the policy table's "% of fp32 matmul" column (so `--only policies` measures it
   too, without printing it).
 * `policies`: gradient steps/s (median over `--steps` updates after `--warmup`) of BC, CQL, IQL,
-  MOPO and MOBILE, alone and with COCOA (`bench_policies.build`), the COCOA/alone time ratio,
+  MOPO and MOBILE, alone and with COCOA (`workloads.build`), the COCOA/alone time ratio,
   the anchor computations of one update, the FLOPs of one update as counted by
   `torch.utils.flop_counter.FlopCounterMode` (matmuls only: elementwise work is not counted),
   the achieved GFLOP/s and its fraction of the float32 matmul rate, and the 2-core reference
@@ -21,6 +21,9 @@ halfcheetah's observation/action sizes (17/6; `--obs_dim`, `--action_dim`):
 * `reverse`: `divergent_reverse_rollouts` transitions/s (COCOA stage B).
 * `seeker`: anchor-seeker pretraining seconds per epoch on `--seeker_rows` rows, projected to
   the paper's 1.5M rows x 50 epochs.
+* `anchors`: `rollout_anchor_fn` states/s and ms per call (an untrained 100x100 seeker through
+  the forward ensemble's elite mean) for each horizon in `--anchor_horizons` (1 and 5) on each
+  batch in `--anchor_states` (256 and 50,000 states).
 * `memory`: the peak memory of loading `--buffer_rows` random transitions into the replay buffer
   the way the training scripts do (a numpy transition dict, then `ReplayBuffer.from_transitions`),
   measured in a fresh subprocess; on CUDA also `torch.cuda.max_memory_allocated`.
@@ -30,6 +33,9 @@ Usage:
     python benchmarks/suite.py --markdown speed.md              # also write a Markdown file
     python benchmarks/suite.py --only policies --algos cql iql --steps 5
     python benchmarks/suite.py --device cuda --only matmul policies rollout memory
+    python benchmarks/suite.py --only anchors reverse seeker --seeker_rows 20000
+
+The workloads (random data, networks, update callables) are built by `workloads.py`.
 """
 from __future__ import annotations
 
@@ -48,21 +54,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_dynamics import _synthetic
-from bench_policies import ALGOS, build, make_batch, make_dynamics
 from timing import median_time, sync
 from torch.utils.flop_counter import FlopCounterMode
+from workloads import (
+    ALGOS,
+    NUM_MEMBERS,
+    build,
+    dynamics_train_its,
+    make_anchor_fn,
+    make_batch,
+    new_ensemble,
+    random_obs_actions,
+    synthetic_transitions,
+)
 
 from offlinerlkit.anchor import AnchorSeeker, divergent_reverse_rollouts, pretrain_seeker
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
-from offlinerlkit.dynamics import (
-    DEFAULT_HIDDEN_DIMS,
-    DEFAULT_WEIGHT_DECAYS,
-    EnsembleDynamics,
-    GaussianEnsemble,
-)
-from offlinerlkit.dynamics.fit import gaussian_nll_loss
-from offlinerlkit.nets.optim import adam
+from offlinerlkit.dynamics import DEFAULT_HIDDEN_DIMS, EnsembleDynamics
 from offlinerlkit.policy.anchors import CountingAnchorFn
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.types import Batch, EnvSpec
@@ -70,7 +78,8 @@ from offlinerlkit.utils.experiment import configure_threads
 from offlinerlkit.utils.logger import NoOpLogger
 from offlinerlkit.utils.run_dir import RunDir
 
-SECTIONS = ("matmul", "policies", "dynamics", "rollout", "reverse", "seeker", "memory")
+SECTIONS = ("matmul", "policies", "dynamics", "rollout", "reverse", "seeker", "anchors",
+            "memory")
 
 #: Each section's table title (printed and written as a Markdown heading).
 TITLES = {
@@ -80,6 +89,7 @@ TITLES = {
     "rollout": "Model rollouts",
     "reverse": "Reverse rollouts",
     "seeker": "Seeker pretraining",
+    "anchors": "Anchor computation",
     "memory": "Replay-buffer memory",
 }
 
@@ -98,7 +108,6 @@ REFERENCE_STEPS_PER_S: dict[str, tuple[float, str]] = {
 #: reference machine (spec SPEED.md, quoted in bench_dynamics.py). Not measured here.
 REFERENCE_DYNAMICS_IT_PER_S = 55.6
 
-NUM_MEMBERS, NUM_ELITES = 7, 5
 PAPER_SEEKER_ROWS, PAPER_SEEKER_EPOCHS = 1_500_000, 50
 MOPO_PENALTY = 1.0  # any nonzero value: the rollout then pays for MOPO's uncertainty penalty
 
@@ -268,46 +277,17 @@ def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
 
 # --------------------------------------------------------------------------- dynamics
 
-def new_ensemble(spec: EnvSpec, direction: str, device: torch.device) -> EnsembleDynamics:
-    """The paper's dynamics: 7 members (5 elites) x [200]*4, forward S+A -> S+1 or reverse -> S."""
-    out_dim = spec.obs_dim + 1 if direction == "forward" else spec.obs_dim
-    model = GaussianEnsemble(spec.obs_dim + spec.action_dim, out_dim, DEFAULT_HIDDEN_DIMS,
-                             num_members=NUM_MEMBERS, num_elites=NUM_ELITES,
-                             weight_decays=DEFAULT_WEIGHT_DECAYS)
-    return EnsembleDynamics(model.to(device), direction=direction)  # type: ignore[arg-type]
-
-
-def dynamics_train_its(direction: str, cfg: argparse.Namespace, spec: EnvSpec,
-                       device: torch.device) -> float:
-    """Training steps/s (Adam, `cfg.batch_size` rows per member) of a fresh ensemble."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    dynamics = new_ensemble(spec, direction, device)
-    model = dynamics.model
-    obs, action, next_obs, reward = _synthetic(cfg.dyn_rows, spec.obs_dim, spec.action_dim,
-                                               device, gen)
-    x, y = dynamics.training_pairs(obs, action, next_obs, reward)
-    optimizer = adam(model.parameters(), 1e-3)  # as fit_ensemble
-    n, b = cfg.dyn_steps, cfg.batch_size
-    idx = torch.randint(cfg.dyn_rows, (NUM_MEMBERS, n * b), generator=gen).to(device)
-
-    def train_steps() -> None:
-        for k in range(n):
-            i = idx[:, k * b:(k + 1) * b]  # [E, b]
-            loss = gaussian_nll_loss(model, x[i], y[i], 0.01)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-    return n / median_time(train_steps, device, cfg.repeats)
-
-
 def dynamics_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
     """Forward and reverse ensemble training throughput."""
     table = Table(TITLES["dynamics"], ["model", "it/s", "samples/s (all members)",
                                        "rows/member/s", "ref it/s (2-core)"])
     s, a = spec.obs_dim, spec.action_dim
     for direction, out in (("forward", s + 1), ("reverse", s)):
-        its = dynamics_train_its(direction, cfg, spec, device)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        dynamics = new_ensemble(spec, direction, device)
+        x, y = dynamics.training_pairs(*synthetic_transitions(cfg.dyn_rows, spec, device, gen))
+        its = dynamics_train_its(dynamics, x, y, steps=cfg.dyn_steps, batch_size=cfg.batch_size,
+                                 repeats=cfg.repeats, device=device, generator=gen)
         ref = REFERENCE_DYNAMICS_IT_PER_S if direction == "forward" else None
         table.add(f"{direction} ({s + a} -> {out})", its, its * NUM_MEMBERS * cfg.batch_size,
                   its * cfg.batch_size, ref)
@@ -343,8 +323,7 @@ def rollout_seconds(cocoa: bool, cfg: argparse.Namespace, spec: EnvSpec, device:
     """Median seconds of one rollout step from `cfg.rollout_starts` states, and the anchor fn
     (its counts are those of one rollout)."""
     policy, _, anchor = build("mopo", cocoa, spec, device)
-    dynamics = EnsembleDynamics(make_dynamics(spec, device).model, direction="forward",
-                                penalty_coef=MOPO_PENALTY)
+    dynamics = new_ensemble(spec, "forward", device, penalty_coef=MOPO_PENALTY)
     with tempfile.TemporaryDirectory() as tmp:  # the trainer writes nothing during rollouts
         trainer = rollout_trainer(policy, dynamics, spec, cfg.rollout_starts, device,
                                   RunDir(Path(tmp)), cfg.batch_size, cfg.seed)
@@ -378,8 +357,7 @@ def reverse_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) 
     table = Table(TITLES["reverse"], ["stage", "transitions/s", "starts", "length", "s/run"])
     g = torch.Generator().manual_seed(cfg.seed)
     reverse = new_ensemble(spec, "reverse", device)
-    starts = torch.randn(cfg.reverse_starts, spec.obs_dim, generator=g).to(device)
-    actions = (torch.rand(cfg.reverse_starts, spec.action_dim, generator=g) * 2 - 1).to(device)
+    starts, actions = random_obs_actions(cfg.reverse_starts, spec, device, g)
     counts: list[int] = []
 
     def run() -> None:
@@ -402,8 +380,7 @@ def seeker_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -
                                      f"{PAPER_SEEKER_EPOCHS} epochs)"])
     g = torch.Generator().manual_seed(cfg.seed)
     seeker = AnchorSeeker(spec.obs_dim, spec.action_dim).to(device)
-    obs = torch.randn(cfg.seeker_rows, spec.obs_dim, generator=g).to(device)
-    act = (torch.rand(cfg.seeker_rows, spec.action_dim, generator=g) * 2 - 1).to(device)
+    obs, act = random_obs_actions(cfg.seeker_rows, spec, device, g)
     stamps: list[float] = []
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -416,6 +393,23 @@ def seeker_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -
     minutes = per_epoch * PAPER_SEEKER_ROWS / cfg.seeker_rows * PAPER_SEEKER_EPOCHS / 60
     table.add("pretrain_seeker (batch 256)", per_epoch, cfg.seeker_rows, len(stamps), minutes)
     table.notes.append("projection scales linearly with rows; the early stop usually ends sooner")
+    return table
+
+
+def anchors_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+    """`rollout_anchor_fn` throughput per horizon and state-batch size."""
+    table = Table(TITLES["anchors"], ["anchor fn", "states", "states/s", "ms/call"])
+    g = torch.Generator().manual_seed(cfg.seed)
+    forward = new_ensemble(spec, "forward", device)
+    for horizon in cfg.anchor_horizons:
+        anchor = make_anchor_fn(spec, forward, device, horizon)
+        for rows in cfg.anchor_states:
+            states = torch.randn(rows, spec.obs_dim, generator=g).to(device)
+            seconds = median_time(lambda a=anchor, x=states: a(x), device, cfg.repeats)
+            table.add(f"rollout_anchor_fn H={horizon}", rows, rows / seconds, 1e3 * seconds)
+    table.notes.append(f"untrained 100x100 seeker through the {NUM_MEMBERS} x "
+                       f"{list(DEFAULT_HIDDEN_DIMS)} forward ensemble's elite mean, H steps; "
+                       f"median of {cfg.repeats} calls")
     return table
 
 
@@ -543,6 +537,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reverse_length", type=int, default=5)
     parser.add_argument("--seeker_rows", type=int, default=100_000)
     parser.add_argument("--seeker_epochs", type=int, default=2)
+    parser.add_argument("--anchor_horizons", type=int, nargs="+", default=[1, 5],
+                        help="rollout_anchor_fn horizons H of the anchors section")
+    parser.add_argument("--anchor_states", type=int, nargs="+", default=[256, 50_000],
+                        help="state-batch sizes of the anchors section")
     parser.add_argument("--buffer_rows", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory_child", action="store_true", help=argparse.SUPPRESS)
@@ -564,6 +562,7 @@ def run_sections(cfg: argparse.Namespace, device: torch.device,
         "rollout": lambda: rollout_table(cfg, spec, device),
         "reverse": lambda: reverse_table(cfg, spec, device),
         "seeker": lambda: seeker_table(cfg, spec, device),
+        "anchors": lambda: anchors_table(cfg, spec, device),
         "memory": lambda: memory_table(cfg, device),
     }
     for name in SECTIONS[1:]:

@@ -17,7 +17,8 @@ import suite  # noqa: E402
 TINY = ["--threads", "1", "--steps", "1", "--warmup", "1", "--repeats", "1",
         "--algos", "bc", "iql", "--matmul_size", "128", "--dyn_rows", "1000", "--dyn_steps", "2",
         "--rollout_starts", "500", "--reverse_starts", "200", "--reverse_length", "2",
-        "--seeker_rows", "2000", "--seeker_epochs", "1", "--buffer_rows", "100000"]
+        "--seeker_rows", "2000", "--seeker_epochs", "1", "--anchor_states", "64", "300",
+        "--buffer_rows", "100000"]
 
 
 def run_suite(*args: str) -> subprocess.CompletedProcess[str]:
@@ -114,11 +115,31 @@ def test_rollout_and_memory_rows(tiny_run) -> None:
     assert number(measured["bytes/transition"]) >= 168  # at least the buffer itself
 
 
+def test_anchor_rows(tiny_run) -> None:
+    _, tables = tiny_run
+    rows = table_for(tables, "anchors")
+    assert [(r["anchor fn"], r["states"]) for r in rows] == [
+        ("rollout_anchor_fn H=1", "64"), ("rollout_anchor_fn H=1", "300"),
+        ("rollout_anchor_fn H=5", "64"), ("rollout_anchor_fn H=5", "300")]
+    for row in rows:  # states/s x ms/call = states
+        assert number(row["states/s"]) * number(row["ms/call"]) / 1000 == pytest.approx(
+            number(row["states"]), rel=0.02)
+
+
 def test_only_selects_sections() -> None:
     stdout = run_suite("--threads", "1", "--only", "matmul", "--matmul_size", "64",
                        "--repeats", "1").stdout
     assert f"== {suite.TITLES['matmul']}" in stdout
     assert all(f"== {suite.TITLES[s]}" not in stdout for s in suite.SECTIONS[1:])
+
+
+def test_only_anchors_with_its_sizes() -> None:
+    stdout = run_suite("--threads", "1", "--only", "anchors", "--repeats", "1",
+                       "--anchor_horizons", "0", "2", "--anchor_states", "32").stdout
+    assert all(f"== {suite.TITLES[s]}" not in stdout for s in suite.SECTIONS if s != "anchors")
+    lines = stdout.split(f"== {suite.TITLES['anchors']} ==", 1)[1].splitlines()
+    assert [line.split()[1] for line in lines if line.startswith("rollout_anchor_fn")] == [
+        "H=0", "H=2"]
 
 
 def test_counted_flops_match_a_hand_count() -> None:

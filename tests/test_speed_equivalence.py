@@ -204,3 +204,20 @@ def test_compiled_networks_give_the_same_update() -> None:
     torch.manual_seed(7)
     want = ref.learn(batch)
     assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+def test_fused_head_under_bf16_autocast_is_close_to_the_op_by_op_one(small_chunks: None) -> None:
+    torch.manual_seed(0)
+    fused = _perturbed(AnchorDeltaEncoder(OBS_DIM, 2, (16, 8), 4, num_members=2), 5)
+    ref = _unfused_copy(fused)
+    obs, anchor, act = torch.randn(6, OBS_DIM), torch.randn(6, OBS_DIM), torch.randn(6, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, want = fused(obs, anchor, act), ref(obs, anchor, act)
+        out.float().square().sum().backward()
+        want.float().square().sum().backward()
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.float(), want.float(), rtol=0.05, atol=0.05)
+    for (name, p), q in zip(fused.named_parameters(), ref.parameters()):
+        assert p.grad is not None and p.grad.dtype == torch.float32, name
+        scale = q.grad.abs().max().clamp(min=1.0)
+        assert (p.grad - q.grad).abs().max() <= 0.1 * scale, name

@@ -62,8 +62,7 @@ class AnchorDeltaEncoder(nn.Module):
         init: initialisation of the linear layers.
         fused_head: compute the output layers, LayerNorms and bilinear product with
             `bilinear_layernorm_head` (same function, far less memory traffic; used only when
-            `layernorm` is on, and not under autocast, whose casts it does not model). False
-            runs the op-by-op form (the reference in the tests).
+            `layernorm` is on). False runs the op-by-op form (the reference in the tests).
     """
 
     uses_anchor = True
@@ -92,7 +91,7 @@ class AnchorDeltaEncoder(nn.Module):
         delta = obs - anchor
         if extra is not None:
             delta, anchor = torch.cat([delta, extra], -1), torch.cat([anchor, extra], -1)
-        if self.fused_head and not torch.is_autocast_enabled(obs.device.type):
+        if self.fused_head:
             f_linear, f_norm = self.delta_net.output_layers
             g_linear, g_norm = self.anchor_net.output_layers
             return bilinear_layernorm_head(self.delta_net.hidden(delta), self.anchor_net.hidden(anchor),
