@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,7 @@ from offlinerlkit.types import Batch, EnvSpec
 from offlinerlkit.utils.experiment import configure_threads
 from offlinerlkit.utils.logger import NoOpLogger
 from offlinerlkit.utils.run_dir import RunDir
+from offlinerlkit.utils.speed import apply_speed_options, step_context
 
 SECTIONS = ("matmul", "policies", "dynamics", "rollout", "reverse", "seeker", "anchors",
             "memory")
@@ -231,13 +233,23 @@ class UpdateStats:
 
 
 def measure_update(algo: str, cocoa: bool, spec: EnvSpec, batch: Batch, device: torch.device,
-                   steps: int, warmup: int) -> UpdateStats:
-    """Time `steps` updates after `warmup`, then count FLOPs and anchor calls of one more."""
-    _, step, anchor = build(algo, cocoa, spec, device)
-    seconds = median_time(lambda: step(batch), device, steps, warmup=warmup)
+                   steps: int, warmup: int, speed: Any = None) -> UpdateStats:
+    """Time `steps` updates after `warmup`, then count FLOPs and anchor calls of one more.
+
+    `speed`: the opt-in speed options (`utils.speed`: tf32, bf16, compile, cuda_graphs) or None.
+    """
+    policy, step, anchor = build(algo, cocoa, spec, device)
+    speed = speed or SimpleNamespace(tf32=False, bf16=False, compile=False, cuda_graphs=False)
+    apply_speed_options(policy, speed, device)
+
+    def update() -> object:
+        with step_context(speed, device):
+            return step(batch)
+
+    seconds = median_time(update, device, steps, warmup=warmup)
     if anchor is not None:
         anchor.reset()
-    flops = count_flops(lambda: step(batch))
+    flops = count_flops(update)
     return UpdateStats(seconds, flops, anchor.calls if anchor else None,
                        anchor.rows if anchor else None)
 
@@ -255,7 +267,7 @@ def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
         for cocoa in (False, True):
             if algo == "bc" and cocoa:
                 continue
-            stats = measure_update(algo, cocoa, spec, batch, device, cfg.steps, cfg.warmup)
+            stats = measure_update(algo, cocoa, spec, batch, device, cfg.steps, cfg.warmup, cfg)
             alone = stats if not cocoa else alone
             name = f"{algo}+cocoa" if cocoa else algo
             achieved = stats.flops / stats.seconds / 1e9
@@ -267,6 +279,8 @@ def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
             print(f"  {name}: {1 / stats.seconds:.3g} steps/s", file=sys.stderr, flush=True)
     table.notes += [
         f"median of {cfg.steps} updates after {cfg.warmup} warm-up updates; random data",
+        "speed options: " + (", ".join(f"--{k}" for k in ("tf32", "bf16", "compile", "cuda_graphs")
+                                       if getattr(cfg, k)) or "none (the default, exact float32)"),
         "GFLOP counted by torch FlopCounterMode over one update (matmuls only)",
         "COCOA/alone time: seconds per update with COCOA over seconds without (same algorithm)",
         "ref steps/s: MEASURED ON THE 2-CORE REFERENCE CPU (2 threads), not here: plain rows "
@@ -543,6 +557,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="state-batch sizes of the anchors section")
     parser.add_argument("--buffer_rows", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    for flag, text in (("tf32", "TF32 matmuls (CUDA)"), ("bf16", "bf16 autocast around each update"),
+                       ("compile", "torch.compile the networks"),
+                       ("cuda_graphs", "compile mode reduce-overhead (CUDA graphs)")):
+        parser.add_argument(f"--{flag}", action="store_true",
+                            help=f"policies section: {text}; off by default (changes numerics)")
     parser.add_argument("--memory_child", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
