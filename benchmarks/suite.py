@@ -1,4 +1,4 @@
-"""The project's whole speed table in one command (CPU by default, `--device cuda` on a GPU).
+"""The project's whole speed table in one command (CUDA when present, else CPU; `--device cpu` forces it).
 
 Sections (all by default; pick some with `--only`), at the paper's default sizes, batch 256 and
 halfcheetah's observation/action sizes (17/6; `--obs_dim`, `--action_dim`):
@@ -75,7 +75,7 @@ from offlinerlkit.dynamics import DEFAULT_HIDDEN_DIMS, EnsembleDynamics
 from offlinerlkit.policy.anchors import CountingAnchorFn
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.types import Batch, EnvSpec
-from offlinerlkit.utils.experiment import configure_threads
+from offlinerlkit.utils.experiment import configure_threads, resolve_device
 from offlinerlkit.utils.logger import NoOpLogger
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.speed import apply_speed_options, step_context
@@ -531,7 +531,8 @@ def memory_table(cfg: argparse.Namespace, device: torch.device) -> Table:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op CPU threads")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
@@ -593,7 +594,7 @@ def run_sections(cfg: argparse.Namespace, device: torch.device,
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = parse_args(argv)
     configure_threads(cfg.threads)  # also keeps freed large blocks (utils.memory)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     if cfg.memory_child:
         print(json.dumps(memory_child(cfg.buffer_rows, cfg.obs_dim, cfg.action_dim, device)))
         return
