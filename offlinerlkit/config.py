@@ -174,6 +174,9 @@ class CocoaOptions:
     closest_obs_sample_size: int = opt(500, "closest_delta mode: candidates per query chunk", "-coss")
     anchor_seeker_hidden_dims: Optional[tuple[int, ...]] = opt(
         None, "expected seeker hidden sizes (checked against the loaded file)", "-ashd")
+    anchor_cache: bool = opt(
+        True, "compute the anchors of the dataset's states once before training and reuse them "
+        "(same values; rollout anchors with equal horizons, model-free updates)")
 
     def __post_init__(self) -> None:
         _chain_post_init(CocoaOptions, self)

@@ -6,8 +6,9 @@ implied by the leading axis.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,7 +23,9 @@ class Batch:
     """A minibatch of transitions, as float32 tensors on one device.
 
     Shapes: obs, next_obs `[B, obs_dim]`; action `[B, action_dim]`; reward, done `[B, 1]`
-    (done is 0.0 / 1.0).
+    (done is 0.0 / 1.0). `obs_anchor`, `next_obs_anchor` `[B, obs_dim]`: COCOA's anchors of
+    `obs` and `next_obs` when the buffer holds them precomputed (see
+    `ReplayBuffer.set_anchors`), else None (the policy computes them).
     """
 
     obs: Tensor
@@ -30,6 +33,8 @@ class Batch:
     reward: Tensor
     next_obs: Tensor
     done: Tensor
+    obs_anchor: Optional[Tensor] = None
+    next_obs_anchor: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return int(self.obs.shape[0])
@@ -40,14 +45,20 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         """Return a copy with every field moved to `device`."""
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return Batch(**{f.name: _apply(getattr(self, f.name), lambda t: t.to(device))
+                        for f in fields(self)})
 
     @staticmethod
     def cat(batches: list[Batch]) -> Batch:
-        """Concatenate batches along the batch axis, in order (e.g. real rows first, then model rows)."""
-        return Batch(
-            **{f.name: torch.cat([getattr(b, f.name) for b in batches], 0) for f in fields(Batch)}
-        )
+        """Concatenate batches along the batch axis, in order (e.g. real rows first, then model rows).
+
+        A field that some batch lacks (a precomputed anchor) is None in the result.
+        """
+        out: dict[str, Optional[Tensor]] = {}
+        for f in fields(Batch):
+            parts = [getattr(b, f.name) for b in batches]
+            out[f.name] = None if any(p is None for p in parts) else torch.cat(parts, 0)
+        return Batch(**out)  # type: ignore[arg-type]
 
     @staticmethod
     def from_numpy(
@@ -83,6 +94,10 @@ class Batch:
             data["terminals"],
             device=device,
         )
+
+
+def _apply(x: Optional[Tensor], fn: Callable[[Tensor], Tensor]) -> Optional[Tensor]:
+    return None if x is None else fn(x)
 
 
 @dataclass(frozen=True)

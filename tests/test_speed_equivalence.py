@@ -4,25 +4,34 @@
   inside CQL+COCOA updates;
 * fused Adam (`nets.optim.adam`) against the default Adam;
 * one anchor call for `s` and `s'` stacked (`Anchors.of_pair`) against two calls;
+* anchors of dataset states precomputed once (`MFPolicyTrainer(anchor_cache=True)`) against
+  anchors computed in every update;
 * the opt-in speed options: refused where they cannot work, bf16 autocast runs a COCOA update.
 """
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from offlinerlkit.modules.actor import TanhGaussianActor
+from offlinerlkit.buffer.replay_buffer import ReplayBuffer
+from offlinerlkit.modules.actor import GaussianActor, TanhGaussianActor
 from offlinerlkit.modules.critic import CriticEnsemble
 from offlinerlkit.modules.encoder import AnchorDeltaEncoder
 from offlinerlkit.nets import bilinear
 from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.anchors import Anchors
 from offlinerlkit.policy.cql import CQLPolicy
+from offlinerlkit.policy.iql import IQLPolicy
+from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
+from offlinerlkit.types import Batch
+from offlinerlkit.utils.logger import NoOpLogger
+from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.speed import apply_speed_options, check_speed_options, step_context
 from tests.policy_helpers import ACTION_DIM, OBS_DIM, assert_params_close, tiny_batch, torch_threads
 
@@ -221,3 +230,112 @@ def test_fused_head_under_bf16_autocast_is_close_to_the_op_by_op_one(small_chunk
         assert p.grad is not None and p.grad.dtype == torch.float32, name
         scale = q.grad.abs().max().clamp(min=1.0)
         assert (p.grad - q.grad).abs().max() <= 0.1 * scale, name
+
+
+# --- precomputed anchors of dataset states (MFPolicyTrainer anchor_cache) ---
+
+class _DeterministicFn:
+    """A frozen small network standing in for the rollout anchor function (deterministic)."""
+
+    deterministic = True
+
+    def __init__(self) -> None:
+        torch.manual_seed(11)
+        self.net = nn.Sequential(nn.Linear(OBS_DIM, 16), nn.Tanh(), nn.Linear(16, OBS_DIM))
+        self.net.requires_grad_(False)
+        self.calls = 0
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return obs + 0.3 * self.net(obs)
+
+
+def test_cache_fn_only_for_one_deterministic_function() -> None:
+    det, other = _DeterministicFn(), _DeterministicFn()
+    assert Anchors(det, det).cache_fn is det
+    assert Anchors(None, det).cache_fn is det and Anchors(det, None).cache_fn is det
+    assert Anchors(det, other).cache_fn is None  # different horizons: two functions
+    assert Anchors(lambda s: s, lambda s: s).cache_fn is None  # not marked deterministic
+    assert Anchors(None, None).cache_fn is None
+    with pytest.raises(ValueError, match="cannot be precomputed"):
+        Anchors(det, other).precompute(torch.zeros(3, OBS_DIM))
+
+
+def _dataset(n: int = 40) -> ReplayBuffer:
+    g = torch.Generator().manual_seed(3)
+    obs = torch.randn(n, OBS_DIM, generator=g)
+    data = {"observations": obs.numpy(), "actions": (torch.rand(n, ACTION_DIM, generator=g) * 2 - 1).numpy(),
+            "next_observations": (obs + 0.1 * torch.randn(n, OBS_DIM, generator=g)).numpy(),
+            "rewards": torch.randn(n, generator=g).numpy(), "terminals": torch.zeros(n).numpy()}
+    return ReplayBuffer.from_transitions(data)
+
+
+def _iql(fn: _DeterministicFn) -> IQLPolicy:
+    torch.manual_seed(0)
+
+    def enc(extra: int, members: int) -> AnchorDeltaEncoder:
+        return AnchorDeltaEncoder(OBS_DIM, extra, (8,), 2, num_members=members)
+
+    actor = GaussianActor(enc(0, 1), (16,), ACTION_DIM)
+    q = CriticEnsemble(enc(ACTION_DIM, 2), (16,), num_members=2)
+    v = CriticEnsemble(enc(0, 1), (16,), num_members=1)
+    return IQLPolicy(actor, q, v, adam(actor.parameters(), lr=1e-3), adam(q.parameters(), lr=1e-3),
+                     adam(v.parameters(), lr=1e-3), actor_anchor_fn=fn, critic_anchor_fn=fn)
+
+
+@pytest.mark.parametrize("algo", ["iql", "cql"])
+def test_updates_with_precomputed_anchors_equal_computed_ones(algo: str) -> None:
+    fn_cached, fn_live = _DeterministicFn(), _DeterministicFn()
+    if algo == "iql":
+        cached, live = _iql(fn_cached), _iql(fn_live)
+    else:
+        cached, live = _cql(True), _cql(True)
+        for policy, fn in ((cached, fn_cached), (live, fn_live)):
+            policy.anchors = Anchors(fn, fn)
+    buffer = _dataset()
+    buffer.set_anchors(cached.anchors.precompute(buffer.stored("obs")),
+                       cached.anchors.precompute(buffer.stored("next_obs")))
+    fn_cached.calls = 0
+    for step in range(3):
+        batch = buffer.sample(8, generator=torch.Generator().manual_seed(step))
+        assert batch.obs_anchor is not None and batch.next_obs_anchor is not None
+        plain = Batch(batch.obs, batch.action, batch.reward, batch.next_obs, batch.done)
+        torch.manual_seed(20 + step)
+        got = cached.learn(batch)
+        torch.manual_seed(20 + step)
+        want = live.learn(plain)
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
+    assert fn_cached.calls == 0 and fn_live.calls == 3
+    for name in cached.nets:
+        assert_params_close(cached.nets[name], live.nets[name])
+
+
+def test_buffer_anchors_are_checked_and_dropped_when_the_contents_change() -> None:
+    buffer = _dataset(10)
+    with pytest.raises(ValueError, match="one per stored row"):
+        buffer.set_anchors(torch.zeros(9, OBS_DIM), torch.zeros(10, OBS_DIM))
+    buffer.set_anchors(torch.ones(10, OBS_DIM), 2 * torch.ones(10, OBS_DIM))
+    batch = buffer.sample(4)
+    assert torch.equal(batch.obs_anchor, torch.ones(4, OBS_DIM))
+    assert torch.equal(batch.next_obs_anchor, 2 * torch.ones(4, OBS_DIM))
+    assert Batch.cat([batch, Batch(batch.obs, batch.action, batch.reward, batch.next_obs,
+                                   batch.done)]).obs_anchor is None
+    one = buffer.sample(1)
+    buffer.add_batch(one.obs, one.action, one.reward, one.next_obs, one.done)
+    assert not buffer.has_anchors and buffer.sample(2).obs_anchor is None
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_trainer_precomputes_dataset_anchors_once(tmp_path: Path, cache: bool) -> None:
+    fn = _DeterministicFn()
+    policy = _iql(fn)
+    buffer = _dataset()
+    trainer = MFPolicyTrainer(policy, buffer=buffer, logger=NoOpLogger(), run_dir=RunDir(tmp_path),
+                              env=None, task=None, epochs=1, step_per_epoch=3, batch_size=8,
+                              eval_episodes=0, progress=False, anchor_cache=cache)
+    trainer.train()
+    assert buffer.has_anchors is cache
+    assert fn.calls == (2 if cache else 3)  # obs and next_obs once, or one call per update
+    if cache:
+        want = fn.net(buffer.stored("obs")) * 0.3 + buffer.stored("obs")
+        torch.testing.assert_close(buffer.sample_all().obs_anchor, want)

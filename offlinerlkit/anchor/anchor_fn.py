@@ -44,6 +44,9 @@ class RolloutAnchorFn:
         horizon: `H >= 0` (the original's `actor_horizon_len` / `critic_horizon_len`).
     """
 
+    #: The same state always gets the same anchor, so anchors of fixed states may be cached.
+    deterministic = True
+
     def __init__(self, seeker: nn.Module, dynamics: EnsembleDynamics, horizon: int) -> None:
         if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 0:
             raise ValueError(f"horizon must be an int >= 0, got {horizon!r}")
@@ -102,6 +105,9 @@ class ClosestDeltaAnchorFn:
         sample_size: `P` (the original's `closest_obs_sample_size`, 500).
         generator: torch generator on the dataset's device, used for the setup and every call.
     """
+
+    #: Sampled afresh on every call: anchors must not be cached.
+    deterministic = False
 
     #: query rows per distance block (bounds memory at `rows * P * P` floats)
     block_rows = 32

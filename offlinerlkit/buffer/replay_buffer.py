@@ -23,6 +23,10 @@ class ReplayBuffer:
     `add_batch`, overwriting its oldest rows when full. Shapes: obs/next_obs `[C, obs_dim]`,
     action `[C, action_dim]`, reward/done `[C, 1]`, all float32.
 
+    `set_anchors` attaches COCOA's anchors of the stored `obs` and `next_obs` (computed once,
+    e.g. by the trainer for a fixed dataset); samples then carry them. Any later change of the
+    contents drops them. They are derived data and are not saved.
+
     Args:
         capacity: maximum number of transitions held.
         obs_dim: observation size.
@@ -40,6 +44,7 @@ class ReplayBuffer:
         self._data = {k: torch.zeros(self.capacity, w, device=self.device) for k, w in widths.items()}
         self.ptr = 0
         self.size = 0
+        self._anchors: dict[str, Tensor] | None = None
 
     # --- filling ---
     @classmethod
@@ -62,6 +67,7 @@ class ReplayBuffer:
         for k in _FIELDS:
             self._data[k][:n] = getattr(batch, k)
         self.ptr, self.size = n % self.capacity, n
+        self._anchors = None
 
     def add_batch(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor,
                   done: Tensor) -> None:
@@ -77,6 +83,21 @@ class ReplayBuffer:
             self._data[k][idx] = getattr(batch, k)[first:].to(self.device, torch.float32)
         self.ptr = (self.ptr + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        self._anchors = None
+
+    def set_anchors(self, obs_anchor: Tensor, next_obs_anchor: Tensor) -> None:
+        """Attach the anchors of the stored `obs` and `next_obs` rows (`[size, obs_dim]` each)."""
+        for name, anchor in (("obs_anchor", obs_anchor), ("next_obs_anchor", next_obs_anchor)):
+            if tuple(anchor.shape) != (self.size, self.obs_dim):
+                raise ValueError(f"replay buffer: {name} has shape {tuple(anchor.shape)}, "
+                                 f"expected ({self.size}, {self.obs_dim}), one per stored row")
+        self._anchors = {"obs_anchor": obs_anchor.detach().to(self.device, torch.float32),
+                         "next_obs_anchor": next_obs_anchor.detach().to(self.device, torch.float32)}
+
+    @property
+    def has_anchors(self) -> bool:
+        """Whether samples carry precomputed anchors."""
+        return self._anchors is not None
 
     def _check_shapes(self, batch: Batch) -> None:
         n = len(batch)
@@ -98,11 +119,19 @@ class ReplayBuffer:
         gen_device = generator.device if generator is not None else torch.device("cpu")
         idx = torch.randint(0, self.size, (batch_size,), generator=generator, device=gen_device)
         idx = idx.to(self.device)
-        return Batch(*(self._data[k][idx] for k in _FIELDS))
+        anchors = {k: v[idx] for k, v in self._anchors.items()} if self._anchors else {}
+        return Batch(*(self._data[k][idx] for k in _FIELDS), **anchors)
+
+    def stored(self, field: str) -> Tensor:
+        """A read-only view of one field's stored rows (`obs`, `next_obs`, ...), storage order."""
+        if field not in _FIELDS:
+            raise KeyError(f"unknown buffer field {field!r}; one of {_FIELDS}")
+        return self._data[field][: self.size]
 
     def sample_all(self) -> Batch:
         """Copies of all stored rows, in storage order."""
-        return Batch(*(self._data[k][: self.size].clone() for k in _FIELDS))
+        anchors = {k: v.clone() for k, v in self._anchors.items()} if self._anchors else {}
+        return Batch(*(self._data[k][: self.size].clone() for k in _FIELDS), **anchors)
 
     # --- persistence (arrays, never pickled objects) ---
     def state_dict(self) -> dict[str, Tensor | int]:
@@ -125,6 +154,7 @@ class ReplayBuffer:
                                  f"({size}, {self._data[k].shape[1]})")
             self._data[k][:size] = rows.to(self.device)
         self.size, self.ptr = size, int(state["ptr"])
+        self._anchors = None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the buffer to an `.npz` file atomically (temporary file, then rename)."""

@@ -18,6 +18,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
+from offlinerlkit.types import Batch
+
 #: A frozen, deterministic map from states `[N, S]` to their anchors `[N, S]`.
 AnchorFn = Callable[[Tensor], Tensor]
 
@@ -86,6 +88,45 @@ class Anchors:
             return AnchorPair(actor, actor)
         return AnchorPair(actor, self._compute(self.critic_fn, obs))
 
+    @property
+    def cache_fn(self) -> Optional[AnchorFn]:
+        """The single deterministic function behind every anchor, or None.
+
+        When the actor and the critics use one function (or only one of them uses anchors) and
+        that function is deterministic (`fn.deterministic`, true for the paper's rollout
+        anchors, false for the sampling `closest_delta` ablation), the anchors of a fixed set
+        of states can be computed once and reused (`precompute`, `of_batch`).
+        """
+        used = [fn for fn in (self.actor_fn, self.critic_fn) if fn is not None]
+        if not used or any(fn is not used[0] for fn in used):
+            return None
+        return used[0] if getattr(used[0], "deterministic", False) else None
+
+    def precompute(self, states: Tensor, *, chunk_rows: int = 65536) -> Tensor:
+        """Anchors `[N, S]` of a fixed state set (a dataset) by `cache_fn`, in chunks."""
+        fn = self.cache_fn
+        if fn is None:
+            raise ValueError("these anchors cannot be precomputed: the actor and the critics use "
+                             "different functions, or the function is not deterministic")
+        parts = [self._compute(fn, states[i:i + chunk_rows])
+                 for i in range(0, states.shape[0], chunk_rows)]
+        return torch.cat(parts, 0) if parts else states.clone()
+
+    def of_batch(self, batch: Batch, *, next_actor: bool = True) -> tuple[AnchorPair, AnchorPair]:
+        """The anchor pairs of `batch.obs` and `batch.next_obs`.
+
+        Taken from the batch when it carries precomputed anchors (`Batch.obs_anchor`, by
+        `precompute`) and they can stand for this policy's (`cache_fn`), else `of_pair`.
+        """
+        if (batch.obs_anchor is not None and batch.next_obs_anchor is not None
+                and self.cache_fn is not None):
+            return self._shared(batch.obs_anchor), self._shared(batch.next_obs_anchor)
+        return self.of_pair(batch.obs, batch.next_obs, next_actor=next_actor)
+
+    def _shared(self, anchor: Tensor) -> AnchorPair:
+        return AnchorPair(anchor if self.actor_fn is not None else None,
+                          anchor if self.critic_fn is not None else None)
+
     def of_pair(self, obs: Tensor, next_obs: Tensor, *, next_actor: bool = True
                 ) -> tuple[AnchorPair, AnchorPair]:
         """`(self(obs), self(next_obs))`, each function run once on both batches stacked.
@@ -149,6 +190,11 @@ class CountingAnchorFn:
         self.calls += 1
         self.rows += int(obs.shape[0])
         return self.fn(obs)
+
+    @property
+    def deterministic(self) -> bool:
+        """The wrapped function's `deterministic` flag (False when it has none)."""
+        return bool(getattr(self.fn, "deterministic", False))
 
     def reset(self) -> None:
         self.calls = 0

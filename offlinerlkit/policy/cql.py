@@ -167,7 +167,7 @@ class CQLPolicy(SACPolicy):
         return (alpha * log_prob - q_pi).mean()
 
     def learn(self, batch: Batch) -> dict[str, float]:
-        anchors, next_anchors = self.anchors.of_pair(batch.obs, batch.next_obs)
+        anchors, next_anchors = self.anchors.of_batch(batch)
 
         # --- actor and alpha (CQL steps the actor first) ---
         actor_loss, log_prob, _ = self._actor_step(batch.obs, anchors)

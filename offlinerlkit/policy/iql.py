@@ -168,7 +168,7 @@ class IQLPolicy(BasePolicy):
     def learn(self, batch: Batch) -> dict[str, float]:
         obs, action, next_obs = batch.obs, batch.action, batch.next_obs
         # anchors of s (actor and critics) and of s' (V(s') only), in one call
-        anchor, next_pair = self.anchors.of_pair(obs, next_obs, next_actor=False)
+        anchor, next_pair = self.anchors.of_batch(batch, next_actor=False)
         next_anchor = next_pair.critic
 
         # --- V step: expectile regression of V(s) on min_j Q'_j(s, a) ---

@@ -130,7 +130,7 @@ class MOBILEPolicy(SACPolicy):
     def learn(self, batch: Batch, *, num_real: int = 0) -> dict[str, float]:
         """One MOBILE update on `batch`, whose first `num_real` rows are real transitions."""
         num_real = check_num_real(num_real, len(batch))
-        anchors, next_anchors = self.anchors.of_pair(batch.obs, batch.next_obs)
+        anchors, next_anchors = self.anchors.of_batch(batch)
 
         # --- target (no grad) ---
         with torch.no_grad():

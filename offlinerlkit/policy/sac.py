@@ -195,7 +195,7 @@ class SACPolicy(BasePolicy):
 
     # --- the update ---
     def learn(self, batch: Batch) -> dict[str, float]:
-        anchors, next_anchors = self.anchors.of_pair(batch.obs, batch.next_obs)
+        anchors, next_anchors = self.anchors.of_batch(batch)
 
         # --- target (no grad) ---
         with torch.no_grad():

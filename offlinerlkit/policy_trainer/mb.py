@@ -90,6 +90,9 @@ class MBPolicyTrainer(MFPolicyTrainer):
                          f"{info['rollout_info/reward_std']:.4f}")
         return info
 
+    def uses_dataset_anchors(self) -> bool:
+        return not self.use_rollouts  # mixed real + model batches compute their anchors
+
     def train_step(self) -> dict[str, float]:
         if self.use_rollouts and self.num_timesteps % self.rollout_freq == 0:
             self.logger.record_dict(self.rollout())

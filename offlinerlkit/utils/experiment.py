@@ -188,7 +188,8 @@ def run_policy_training(
         epochs=cfg.epoch, step_per_epoch=cfg.step_per_epoch, batch_size=cfg.batch_size,
         eval_episodes=cfg.eval_episodes, checkpoint_freq=cfg.checkpoint_freq,
         keep_checkpoints=cfg.keep_checkpoints, progress=cfg.progress,
-        step_context=lambda: step_context(cfg, device), **(trainer_kwargs or {}))
+        step_context=lambda: step_context(cfg, device),
+        anchor_cache=bool(getattr(cfg, "anchor_cache", True)), **(trainer_kwargs or {}))
     with logger:
         if cfg.resume:
             trainer.resume()
