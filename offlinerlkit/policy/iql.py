@@ -61,9 +61,11 @@ class IQLPolicy(BasePolicy):
     Anchors (COCOA, spec 5 and 7.5): with anchor functions, the anchors of `s` and of `s'` are
     computed once per update and passed to the actor, both Q critics, their targets and V; none
     of them computes its own. With one function shared by the actor and the critics (the usual
-    case) that is exactly two computations per update; with two different functions the actor's
-    runs once (on `s`) and the critics' twice (`s`, `s'`). Anchors carry no gradient. `act_tensor` computes the actor anchors of its input. A plain IQL
-    has `IdentityEncoder` networks and no anchor functions.
+    case) that is one call on `s` and `s'` stacked, or none when the batch carries precomputed
+    anchors (`Batch.obs_anchor`, the trainer's `anchor_cache`); with two different functions the
+    actor's runs on `s` and the critics' on `s` and `s'` stacked. Anchors carry no gradient.
+    `act_tensor` computes the actor anchors of its input. A plain IQL has `IdentityEncoder`
+    networks and no anchor functions.
 
     Learning-rate schedule: the original anneals the actor lr with a cosine over the epochs
     (`--lr_decay`). The script builds it, e.g. `CosineAnnealingLR(actor_optim, T_max=epochs)`,

@@ -51,8 +51,9 @@ class MOBILEPolicy(SACPolicy):
     **Dynamics.** The forward dynamics is frozen and shared by reference: it is not one of the
     policy's networks, is never optimised, and is not part of `state_dict()` (spec §12.36).
 
-    **Anchors (COCOA).** Computed once each for `s`, `s'` and the `N*K*B` sampled next states
-    (shared by the actor and all target critics), instead of once per network call.
+    **Anchors (COCOA).** One call for `s` and `s'` stacked (none when the batch carries
+    precomputed anchors) and one for the `N*K*B` sampled next states (shared by the actor and
+    all target critics), instead of one per network call.
 
     Shapes: sampled next states `[N, K, B, S]` -> flattened `[N*K*B, S]`; critics `[E, rows, 1]`;
     `u` `[B, 1]`.

@@ -94,8 +94,9 @@ class SACPolicy(BasePolicy):
     learned.
 
     **Anchors (COCOA).** `actor_anchor_fn` / `critic_anchor_fn` map states to anchors; they are
-    evaluated once for `s` and once for `s'` per update (never per network call) and passed to the
-    networks. None means a plain network (`IdentityEncoder`).
+    evaluated once per update on `s` and `s'` stacked (never per network call; not at all when the
+    batch carries precomputed anchors, `Batch.obs_anchor`) and passed to the networks. None means
+    a plain network (`IdentityEncoder`).
 
     Shapes: obs `[B, S]`, action `[B, A]`, reward and done `[B, 1]`; the critics return
     `[2, B, 1]`.
