@@ -176,3 +176,19 @@ def test_plan_checks_its_stages() -> None:
                      dynamics=StageSpec(plan.policy.config, run_mopo.main))
     with pytest.raises(ValueError, match="forward dynamics"):
         PipelinePlan(algo="mopo", variant="alone", policy=plan.policy)
+
+
+def test_runs_recorded_before_later_options_still_match(tmp_path: Path, data: Path) -> None:
+    """A record without an option added later (e.g. `--anchor_cache`) counts as its old behaviour."""
+    log = tmp_path / "log"
+    first = _run(log, data, variant="alone")
+    run = Path(first["policy"]["run"])
+    record_file = run / "record" / "hyper_param.json"
+    record = json.loads(record_file.read_text())
+    for name in ("tf32", "bf16", "compile", "cuda_graphs", "anchor_cache"):
+        record["config"].pop(name)
+    record_file.write_text(json.dumps(record))
+    again = _run(log, data, variant="alone")
+    assert _actions(again) == (None, None, "skipped") and again["policy"]["run"] == str(run)
+    other = _run(log, data, "--bf16", "True", variant="alone")  # not the old behaviour
+    assert _actions(other) == (None, None, "trained") and other["policy"]["run"] != str(run)

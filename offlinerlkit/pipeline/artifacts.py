@@ -64,6 +64,13 @@ IGNORED_FIELDS = frozenset({
     "keep_checkpoints", "rollout_chunk",
 })
 
+#: Options added after runs were first recorded, with the value that reproduces those runs: a
+#: record without the field is compared as if it held this value, so upgrading the code does
+#: not make the pipeline retrain everything.
+ADDED_FIELD_DEFAULTS: Mapping[str, Any] = {
+    "tf32": False, "bf16": False, "compile": False, "cuda_graphs": False, "anchor_cache": True,
+}
+
 _POLICY_CHECKPOINT = re.compile(r"^policy_(\d{6,})\.pt$")
 
 
@@ -153,7 +160,7 @@ def _matches(record: Mapping[str, Any], kind: ArtifactKind, fields: Mapping[str,
     source = record.get("dataset_source")
     if source != dataset_source or source == IN_MEMORY_SOURCE:
         return False
-    saved = record["config"]
+    saved = {**{k: v for k, v in ADDED_FIELD_DEFAULTS.items() if k in fields}, **record["config"]}
     if kind.stage is None:
         # policy runs: the same script, i.e. the same set of compared fields
         saved_keys = set(saved) - IGNORED_FIELDS - kind.extra_ignored
