@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +16,13 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import suite  # noqa: E402
 
-TINY = ["--threads", "1", "--steps", "1", "--warmup", "1", "--repeats", "1",
-        "--algos", "bc", "iql", "--matmul_size", "128", "--dyn_rows", "1000", "--dyn_steps", "2",
-        "--rollout_starts", "500", "--reverse_starts", "200", "--reverse_length", "2",
-        "--seeker_rows", "2000", "--seeker_epochs", "1", "--anchor_states", "64", "300",
-        "--buffer_rows", "100000"]
+#: Flags that only shrink the work (sizes, repeats); argparse keeps the last value given.
+SMALL = ["--threads", "1", "--steps", "1", "--warmup", "1", "--repeats", "1",
+         "--matmul_size", "128", "--dyn_rows", "1000", "--dyn_steps", "2",
+         "--rollout_starts", "500", "--reverse_starts", "200", "--reverse_length", "2",
+         "--seeker_rows", "2000", "--seeker_epochs", "1", "--anchor_states", "64", "300",
+         "--buffer_rows", "100000"]
+TINY = SMALL + ["--algos", "bc", "iql"]
 
 
 def run_suite(*args: str) -> subprocess.CompletedProcess[str]:
@@ -170,3 +174,21 @@ def test_counted_flops_of_one_linear_with_input_gradient() -> None:
     x = torch.randn(b, i, requires_grad=True)
     assert suite.count_flops(lambda: layer(x).sum().backward()) == pytest.approx(
         6 * b * i * o, rel=1e-3)
+
+
+def test_readme_suite_commands_run() -> None:
+    """Every `python benchmarks/suite.py` command in README.md, with only shrinking flags added
+    (its own sections and algorithms stay; batch 16 keeps CQL+COCOA's update short)."""
+    text = (BENCHMARKS.parent / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = [shlex.split(ln, comments=True) for b in blocks for ln in b.splitlines()
+                if ln.strip().startswith("python benchmarks/suite.py")]
+    assert commands, "README.md lost its `python benchmarks/suite.py` commands"
+    for argv in commands:
+        stdout = run_suite(*argv[2:], *SMALL, "--batch_size", "16").stdout
+        only = list(suite.SECTIONS)
+        if "--only" in argv:
+            rest = argv[argv.index("--only") + 1:]
+            only = rest[:next((i for i, a in enumerate(rest) if a.startswith("--")), len(rest))]
+        for section in only:
+            assert f"== {suite.TITLES[section]}" in stdout, (argv, section)
