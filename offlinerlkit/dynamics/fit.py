@@ -156,7 +156,7 @@ def fit_ensemble(
     num_members, num_elites = model.num_members, model.num_elites
     data_idx = torch.randint(train_size, (num_members, train_size), generator=generator,
                              device=gen_device).to(device)  # [E, train_size]
-    optimizer = _adam(model, lr)
+    optimizer = adam(model.parameters(), lr=lr)  # fused where available: ~8 % faster per step
     params = model.member_parameters()
     snapshot = {name: p.detach().clone() for name, p in params.items()}  # keep-best, [E, ...] each
     best_losses = [_INITIAL_BEST] * num_members
@@ -251,11 +251,6 @@ def gaussian_nll_loss(model: GaussianEnsemble, x: Tensor, y: Tensor, logvar_loss
     var_loss = logvar.mean(dim=(1, 2))  # [E]
     loss = mse_inv.sum() + var_loss.sum() + model.weight_decay_loss()
     return loss + coef * model.max_logvar.sum() - coef * model.min_logvar.sum()
-
-
-def _adam(model: GaussianEnsemble, lr: float) -> torch.optim.Adam:
-    """`nets.optim.adam` (fused where available): about 8 % faster per step at 7 x [200]*4 on CPU."""
-    return adam(model.parameters(), lr=lr)
 
 
 @torch.no_grad()

@@ -111,17 +111,18 @@ class EnsembleMLP(nn.Module):
                 init_ensemble_linear_(layer, init)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.num_members, -1, -1)  # [B, in] -> [E, B, in] (a view)
-        return self.model(x)
+        return self.model(self._per_member(x))
 
     def hidden(self, x: Tensor) -> Tensor:
         """The last hidden block's output `[E, B, hidden_dims[-1]]` (the output layer's input)."""
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.num_members, -1, -1)
+        x = self._per_member(x)
         for layer in self.model[:self.num_hidden_layers]:
             x = layer(x)
         return x
+
+    def _per_member(self, x: Tensor) -> Tensor:
+        """`[B, in]` broadcast to `[E, B, in]` (a view); `[E, B, in]` unchanged."""
+        return x.unsqueeze(0).expand(self.num_members, -1, -1) if x.dim() == 2 else x
 
     @property
     def output_layers(self) -> tuple[nn.Module, ...]:

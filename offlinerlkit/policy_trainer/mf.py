@@ -106,9 +106,8 @@ class MFPolicyTrainer:
                 or self.buffer.has_anchors or not self.uses_dataset_anchors()):
             return
         start = time.time()
-        with torch.no_grad():
-            self.buffer.set_anchors(anchors.precompute(self.buffer.stored("obs")),
-                                    anchors.precompute(self.buffer.stored("next_obs")))
+        self.buffer.set_anchors(anchors.precompute(self.buffer.stored("obs")),
+                                anchors.precompute(self.buffer.stored("next_obs")))
         self.logger.info(f"COCOA: anchors of the {len(self.buffer):,} dataset transitions' states "
                          f"computed once in {time.time() - start:.1f} s; updates reuse them")
 
