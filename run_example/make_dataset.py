@@ -41,10 +41,11 @@ from offlinerlkit.policy_trainer.online import (
     make_replica,
     sample_from_policy,
 )
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import config_from_dict, opt, parse_config
 from offlinerlkit.utils.experiment import configure_threads, resolve_device, software_versions
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.run_dir import RunDir
+from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params
 from offlinerlkit.utils.seeding import set_seed
 from offlinerlkit.utils.tasks import ROBOTS, parse_task
 
@@ -88,8 +89,16 @@ class MakeDatasetConfig:
                                                            "best evaluated one")
     max_episode_steps: Optional[int] = opt(None, "cut episodes earlier than 1000 steps (tests)")
     log_dir: Optional[str] = opt(None, "where the SAC run's log goes (default: <out_dir>/logs)")
+    checkpoint_every: int = opt(25_000, "SAC steps between resumable checkpoints (a multiple of "
+                                        "--eval_every; 0: none)")
+    resume: Optional[str] = opt(None, "continue the stopped run of this SAC run folder "
+                                      "(<out_dir>/logs/replica-<robot>/online_sac/seed_<k>_<time>) "
+                                      "with its saved options; only --threads, --device and "
+                                      "--progress may be given with it")
 
     def __post_init__(self) -> None:
+        if self.resume is not None:
+            return  # the saved options are checked when the run was started
         if self.policy is None and (self.robot is None) == (self.task is None):
             raise ValueError("give exactly one of --robot and --task (or --policy)")
         unknown = [lv for lv in self.levels if lv not in REPLICA_LEVELS]
@@ -123,8 +132,33 @@ def _summary(results: dict[str, LevelResult]) -> str:
     return "\n".join(lines)
 
 
+#: Options that may differ between a run and its `--resume` (they do not change the data).
+_RESUME_FREE = ("resume", "threads", "device", "progress")
+
+
+def resumed_config(cfg: MakeDatasetConfig) -> MakeDatasetConfig:
+    """The saved configuration of the run folder `cfg.resume`, with this command's
+    `_RESUME_FREE` options; any other option given differently is refused."""
+    assert cfg.resume is not None
+    saved = (read_hyper_params(cfg.resume, required=True) or {}).get("config")
+    if not isinstance(saved, dict):
+        raise ValueError(f"{Path(cfg.resume) / HYPER_PARAM_FILE} has no 'config' entry; it is "
+                         "not a make_dataset.py run folder")
+    restored = config_from_dict(MakeDatasetConfig, saved)
+    given = dataclasses.asdict(cfg)
+    defaults = dataclasses.asdict(MakeDatasetConfig(resume=cfg.resume))
+    conflicts = [f"--{k} {given[k]!r} (saved {v!r})" for k, v in dataclasses.asdict(restored).items()
+                 if k not in _RESUME_FREE and given[k] != defaults[k] and given[k] != v]
+    if conflicts:
+        raise ValueError("--resume continues the saved run with its own options; these differ: "
+                         + ", ".join(conflicts))
+    return dataclasses.replace(restored, **{k: given[k] for k in _RESUME_FREE})
+
+
 def main(cfg: MakeDatasetConfig) -> ReplicaResult:
     """Make the datasets (or sample from `cfg.policy`); returns what was written."""
+    if cfg.resume is not None:
+        cfg = resumed_config(cfg)
     configure_threads(cfg.threads)
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
@@ -150,19 +184,27 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
             eval_episodes=cfg.eval_episodes, final_eval_episodes=cfg.final_eval_episodes,
             medium_fraction=cfg.medium_fraction, expert_choice=cfg.expert_choice)
         logger = None
-        if any(lv != "random" for lv in cfg.levels):
+        run_dir: Optional[RunDir] = None
+        if cfg.resume is not None:
+            run_dir = RunDir.open(cfg.resume)
+            logger = Logger(run_dir, backends=("csv", "tensorboard"))
+        elif any(lv != "random" for lv in cfg.levels):
             run_dir = RunDir.create(Path(cfg.log_dir) if cfg.log_dir else out_dir / "logs",
                                     task=f"replica-{robot}", algo="online_sac", seed=cfg.seed)
             logger = Logger(run_dir, backends=("csv", "tensorboard"))
             logger.write_hyper_params({
                 "config": dataclasses.asdict(cfg), "dataset_source": "cocoa-rl replica (maker)",
                 "out_dir": str(out_dir), "device": str(device), "versions": software_versions()})
+            print(f"SAC run folder (continue a stopped run with --resume {run_dir.path}): "
+                  f"{run_dir.path}")
         try:
             result = make_replica(
                 robot, levels=cfg.levels, out_dir=out_dir, seed=cfg.seed,
                 num_samples=cfg.num_samples, options=options, num_envs=cfg.num_envs,
                 max_episode_steps=cfg.max_episode_steps, device=device,
-                overwrite=cfg.overwrite, progress=cfg.progress, logger=logger)
+                overwrite=cfg.overwrite, progress=cfg.progress, logger=logger,
+                checkpoint_dir=None if run_dir is None else run_dir.checkpoint,
+                checkpoint_every=cfg.checkpoint_every, resume=cfg.resume is not None)
         finally:
             if logger is not None:
                 logger.close()

@@ -56,6 +56,50 @@ class TaskEnv(gym.ObservationWrapper):
         self.env.unwrapped.np_random.bit_generator.state = dict(state)
         self._first_reset_seed = None
 
+    def get_sim_state(self) -> dict[str, Any]:
+        """Everything that decides the next steps mid-episode, for an exact resume.
+
+        `physics`: MuJoCo's integration state (`mjSTATE_INTEGRATION`: time, qpos, qvel, act,
+        the solver's warm start, controls and applied forces), `elapsed_steps`: the time
+        limit's step count, `rng`: the reset stream (`get_rng_state`). Requires a reset env.
+        """
+        import mujoco
+
+        sim = self.env.unwrapped
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        physics = np.empty(mujoco.mj_stateSize(sim.model, spec), dtype=np.float64)
+        mujoco.mj_getState(sim.model, sim.data, physics, spec)
+        return {"physics": physics, "elapsed_steps": int(_time_limit(self.env)._elapsed_steps),
+                "rng": self.get_rng_state()}
+
+    def set_sim_state(self, state: dict[str, Any]) -> None:
+        """Continue exactly where `get_sim_state` left off (resets first if never reset)."""
+        import mujoco
+
+        if not getattr(self.env, "_has_reset", True) or _time_limit(self.env)._elapsed_steps is None:
+            self.reset()
+        sim = self.env.unwrapped
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        physics = np.asarray(state["physics"], dtype=np.float64)
+        if physics.shape != (mujoco.mj_stateSize(sim.model, spec),):
+            raise ValueError(f"saved simulator state has shape {physics.shape}, this "
+                             f"{self.task.robot} simulator needs "
+                             f"({mujoco.mj_stateSize(sim.model, spec)},)")
+        mujoco.mj_setState(sim.model, sim.data, physics, spec)
+        mujoco.mj_forward(sim.model, sim.data)
+        _time_limit(self.env)._elapsed_steps = int(state["elapsed_steps"])
+        if state.get("rng") is not None:
+            self.set_rng_state(state["rng"])
+
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """Return the observation as a float32 array."""
         return np.asarray(observation, dtype=np.float32)
+
+
+def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit:
+    """The `TimeLimit` wrapper inside `env` (make_env always adds one)."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env
+        env = env.env
+    raise TypeError("the environment has no TimeLimit wrapper (build it with make_env)")

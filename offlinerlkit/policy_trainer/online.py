@@ -27,6 +27,7 @@ the calling script seeds (`set_seed`).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -63,11 +64,19 @@ from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.sac import SACPolicy
 from offlinerlkit.policy_trainer.evaluate import EvalResult, evaluate_policy
 from offlinerlkit.types import EnvSpec
+from offlinerlkit.utils.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from offlinerlkit.utils.tasks import ROBOTS, TaskInfo, normalized_score, parse_task
 
 if TYPE_CHECKING:
     import gymnasium
 
+    from offlinerlkit.envs.wrappers import TaskEnv
     from offlinerlkit.utils.logger import Logger
 
 log = logging.getLogger(__name__)
@@ -87,6 +96,8 @@ __all__ = [
     "sample_from_policy",
 ]
 
+#: File-name prefix of online SAC checkpoints (`<prefix>_<step>.pt`).
+ONLINE_CHECKPOINT_PREFIX = "online_sac"
 #: `format` entry of a saved behaviour policy file.
 BEHAVIOUR_FORMAT = "cocoa-rl behaviour policy"
 _BEHAVIOUR_VERSION = 1
@@ -172,6 +183,11 @@ class OnlineSACTrainer:
             policy's, else torch's global one).
         logger: receives one row per evaluation (phase `policy`); None logs nowhere.
         progress: show a tqdm bar over environment steps.
+        checkpoint_dir: where `online_sac_<step>.pt` checkpoints go (the newest is kept);
+            None writes none.
+        checkpoint_every: a checkpoint at the first evaluation after each multiple of this
+            many steps, and after the last step; 0 writes none. `resume()` then
+            continues a killed run with the same numbers as an uninterrupted one.
     """
 
     def __init__(
@@ -194,7 +210,11 @@ class OnlineSACTrainer:
         generator: Optional[torch.Generator] = None,
         logger: Optional[Logger] = None,
         progress: bool = False,
+        checkpoint_dir: Optional[str | os.PathLike] = None,
+        checkpoint_every: int = 0,
     ) -> None:
+        if checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (0: never), got {checkpoint_every}")
         for name, value in (("total_steps", total_steps), ("batch_size", batch_size),
                             ("eval_every", eval_every), ("eval_episodes", eval_episodes)):
             if value < 1:
@@ -216,6 +236,11 @@ class OnlineSACTrainer:
         self.action_high = np.asarray(space.high, dtype=np.float32)
         # log-density of the uniform warm-up actions: -sum_i log(high_i - low_i)
         self.uniform_log_prob = float(-np.log(self.action_high - self.action_low).sum())
+        self.obs_dim = int(np.prod(env.observation_space.shape))
+        self.action_dim = int(np.prod(space.shape))
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.checkpoint_every = int(checkpoint_every)
+        self.result: Optional[OnlineTrainResult] = None  # set by _begin / load_state_dict
 
     def _act(self, obs: np.ndarray) -> tuple[np.ndarray, float]:
         """A stochastic action of the current actor and its log-probability."""
@@ -234,31 +259,112 @@ class OnlineSACTrainer:
         self.policy.train()
         return result
 
-    def train(self) -> OnlineTrainResult:
-        """Collect `total_steps` steps with updates and evaluations; returns snapshots and data."""
-        env, policy = self.env, self.policy
-        obs_dim = int(np.prod(env.observation_space.shape))
-        action_dim = int(np.prod(env.action_space.shape))
+    # --- loop state (also what a checkpoint holds) ---
+    def _begin(self) -> None:
+        """Fresh loop state: step 0, the first reset, an empty result."""
+        sim = self.env.unwrapped.data if self.record_transitions else None
         transitions: Optional[TransitionLog] = None
-        sim = env.unwrapped.data if self.record_transitions else None
         if sim is not None:
-            transitions = TransitionLog(obs_dim, action_dim, sim.qpos.shape[0], sim.qvel.shape[0],
-                                        capacity=self.total_steps + 1)
-        result = OnlineTrainResult(snapshots=[], transitions=transitions)
-        recent: deque[float] = deque(maxlen=10)
+            transitions = TransitionLog(self.obs_dim, self.action_dim, sim.qpos.shape[0],
+                                        sim.qvel.shape[0], capacity=self.total_steps + 1)
+        self.result = OnlineTrainResult(snapshots=[], transitions=transitions)
+        self.recent: deque[float] = deque(maxlen=10)
+        self.step = self._checkpointed = 0
+        obs, _ = self.env.reset()
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self.ep_return, self.ep_len = 0.0, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loop's state after `self.step` steps: counters, the current episode, the
+        simulators, the warm-up generator, the snapshots, the replay buffer and the recorded
+        transitions (the policy and its generator are saved by the policy's own state dict)."""
+        result = self.result
+        return {
+            "step": self.step, "obs": self.obs, "ep_return": self.ep_return,
+            "ep_len": self.ep_len, "recent": list(self.recent),
+            "num_updates": result.num_updates,
+            "episodes": [list(e) for e in result.episodes],
+            "snapshots": [dataclasses.asdict(snap) for snap in result.snapshots],
+            "warmup_rng": dict(self.rng.bit_generator.state),
+            "env": _task_env(self.env).get_sim_state(),
+            "eval_env_rng": _task_env(self.eval_env).get_rng_state(),
+            "buffer": self.buffer.state_dict(),
+            "transitions": None if result.transitions is None else result.transitions.to_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from `state_dict()` (the environments must be built as for the saved run)."""
+        self._begin()
+        self.step = self._checkpointed = int(state["step"])
+        self.obs = np.asarray(state["obs"], dtype=np.float32)
+        self.ep_return, self.ep_len = float(state["ep_return"]), int(state["ep_len"])
+        self.recent = deque((float(r) for r in state["recent"]), maxlen=10)
+        self.result.num_updates = int(state["num_updates"])
+        self.result.episodes = [(int(a), float(b), int(c)) for a, b, c in state["episodes"]]
+        self.result.snapshots = [Snapshot(**snap) for snap in state["snapshots"]]
+        self.rng.bit_generator.state = dict(state["warmup_rng"])
+        _task_env(self.env).set_sim_state(state["env"])
+        if state["eval_env_rng"] is not None:
+            _task_env(self.eval_env).set_rng_state(state["eval_env_rng"])
+        self.buffer.load_state_dict(state["buffer"])
+        if (state["transitions"] is None) != (self.result.transitions is None):
+            raise CheckpointError("the checkpoint was written with a different "
+                                  "record_transitions setting (medium-replay asked for or not)")
+        if self.result.transitions is not None:
+            self.result.transitions.extend(state["transitions"])
+
+    def save_checkpoint(self) -> Optional[Path]:
+        """Write `<checkpoint_dir>/online_sac_<step>.pt` (policy and loop); None without a dir."""
+        if self.checkpoint_dir is None:
+            return None
+        path = save_checkpoint(self.checkpoint_dir, epoch=self.step, keep_last=1,
+                               prefix=ONLINE_CHECKPOINT_PREFIX, policy=self.policy, trainer=self)
+        self._checkpointed = self.step
+        log.info("online SAC checkpoint at step %d: %s", self.step, path)
+        return path
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint of `checkpoint_dir`; returns whether there was one.
+
+        `train()` then continues with exactly the numbers of an uninterrupted run.
+        """
+        if self.checkpoint_dir is None:
+            return False
+        path = latest_checkpoint(self.checkpoint_dir, prefix=ONLINE_CHECKPOINT_PREFIX)
+        if path is None:
+            return False
+        ckpt = load_checkpoint(path, map_location=self.policy.device)
+        if int(ckpt["trainer"]["buffer"]["capacity"]) != self.buffer.capacity:
+            raise CheckpointError(f"{path} was written by a run of "
+                                  f"{int(ckpt['trainer']['buffer']['capacity'])} steps, not "
+                                  f"{self.total_steps}; resume with the saved options")
+        restore_checkpoint(ckpt, policy=self.policy, trainer=self)
+        if self.logger is not None:  # rows logged after the checkpoint come again
+            self.logger.rewind(self.step, phase="policy")
+        log.info("online SAC resumed from %s at step %d of %d", path, self.step, self.total_steps)
+        return True
+
+    # --- the loop ---
+    def train(self) -> OnlineTrainResult:
+        """Collect the remaining steps (all `total_steps`, or those after `resume()`) with
+        updates, evaluations and checkpoints; returns snapshots and data."""
+        if self.result is None:
+            self._begin()
+        assert self.result is not None
+        env, policy, result = self.env, self.policy, self.result
+        transitions = result.transitions
+        sim = env.unwrapped.data if transitions is not None else None
         start = time.perf_counter()
-        last_eval_time, last_eval_step = start, 0
+        last_eval_time, last_eval_step = start, self.step
 
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.total_steps, desc="online SAC", unit="step")
+            bar = tqdm(total=self.total_steps, initial=self.step, desc="online SAC", unit="step")
         policy.train()
-        obs, _ = env.reset()
-        obs = np.asarray(obs, dtype=np.float32)
-        ep_return, ep_len = 0.0, 0
-        for t in range(self.total_steps):
+        obs = self.obs
+        for t in range(self.step, self.total_steps):
             # --- act ---
             if sim is not None:
                 qpos, qvel = sim.qpos.copy(), sim.qvel.copy()
@@ -269,10 +375,10 @@ class OnlineSACTrainer:
                 action, log_prob = self._act(obs)
             next_obs, reward, terminated, truncated, _ = env.step(action)
             next_obs = np.asarray(next_obs, dtype=np.float32)
-            ep_return += float(reward)
-            ep_len += 1
+            self.ep_return += float(reward)
+            self.ep_len += 1
             cut = bool(truncated) or (self.max_episode_steps is not None
-                                      and ep_len >= self.max_episode_steps)
+                                      and self.ep_len >= self.max_episode_steps)
             # --- store ---
             self.buffer.add_batch(
                 torch.as_tensor(obs[None]), torch.as_tensor(action[None]),
@@ -284,14 +390,14 @@ class OnlineSACTrainer:
                                    timeout=cut and not terminated, qpos=qpos, qvel=qvel,
                                    log_prob=log_prob)
             if terminated or cut:
-                result.episodes.append((t + 1, ep_return, ep_len))
-                recent.append(ep_return)
+                result.episodes.append((t + 1, self.ep_return, self.ep_len))
+                self.recent.append(self.ep_return)
                 if self.logger is not None:
-                    self.logger.record("train/episode_return", ep_return)
-                    self.logger.record("train/episode_length", ep_len)
+                    self.logger.record("train/episode_return", self.ep_return)
+                    self.logger.record("train/episode_length", self.ep_len)
                 obs, _ = env.reset()
                 obs = np.asarray(obs, dtype=np.float32)
-                ep_return, ep_len = 0.0, 0
+                self.ep_return, self.ep_len = 0.0, 0
             else:
                 obs = next_obs
             # --- update ---
@@ -301,7 +407,8 @@ class OnlineSACTrainer:
                 result.num_updates += 1
                 if self.logger is not None:
                     self.logger.record_dict(metrics)
-            # --- evaluate and snapshot ---
+            self.step, self.obs = t + 1, obs
+            # --- evaluate, snapshot, checkpoint ---
             step = t + 1
             if step % self.eval_every == 0 or step == self.total_steps:
                 now = time.perf_counter()
@@ -312,19 +419,23 @@ class OnlineSACTrainer:
                     actor_state={k: v.detach().cpu().clone()
                                  for k, v in policy.actor.state_dict().items()},
                     eval_return=evaluation.mean_return, eval_return_std=evaluation.std_return,
-                    train_return_avg=float(np.mean(recent)) if recent else None,
+                    train_return_avg=float(np.mean(self.recent)) if self.recent else None,
                     num_updates=result.num_updates)
                 result.snapshots.append(snap)
                 self._log_eval(step, evaluation, snap, steps_per_s)
                 if bar is not None:
                     bar.set_postfix(eval_return=f"{evaluation.mean_return:.1f}")
+                if self.checkpoint_every and (
+                        step // self.checkpoint_every > self._checkpointed // self.checkpoint_every
+                        or step == self.total_steps):
+                    self.save_checkpoint()
                 last_eval_time, last_eval_step = time.perf_counter(), step
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
         result.num_steps = self.total_steps
-        result.seconds = time.perf_counter() - start
+        result.seconds += time.perf_counter() - start
         return result
 
     def _log_eval(self, step: int, evaluation: EvalResult, snap: Snapshot,
@@ -340,6 +451,15 @@ class OnlineSACTrainer:
             self.logger.record("train/return_avg10", snap.train_return_avg)
         self.logger.record("time/steps_per_second", steps_per_s)
         self.logger.dump(step, phase="policy")
+
+
+def _task_env(env: gymnasium.Env) -> TaskEnv:
+    """`env` as the `TaskEnv` that `make_env` returns (checkpoints need its state methods)."""
+    from offlinerlkit.envs.wrappers import TaskEnv
+
+    if not isinstance(env, TaskEnv):
+        raise TypeError(f"checkpoints need environments built by make_env, got {type(env)}")
+    return env
 
 
 def choose_medium_snapshot(snapshots: Sequence[Snapshot], target_return: float, *,
@@ -685,6 +805,9 @@ def make_replica(
     overwrite: bool = False,
     progress: bool = False,
     logger: Optional[Logger] = None,
+    checkpoint_dir: Optional[str | os.PathLike] = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> ReplicaResult:
     """Make D4RL-protocol datasets of one robot in gymnasium's `-v4` simulator.
 
@@ -714,6 +837,10 @@ def make_replica(
         overwrite: replace existing output files.
         progress: tqdm bars.
         logger: receives the SAC run's rows; None logs only through `logging`.
+        checkpoint_dir, checkpoint_every: the SAC run's checkpoints (`OnlineSACTrainer`).
+        resume: continue the SAC run from the newest checkpoint in `checkpoint_dir`; a random
+            level whose dataset and policy exist is kept, and the outputs written after SAC
+            (which a killed run may have left half done) are written again.
 
     Returns:
         Paths, returns and timings of everything written.
@@ -742,9 +869,15 @@ def make_replica(
         "protocol": "D4RL (shared/spec/DATA.md) in gymnasium -v4; stochastic behaviour policies",
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    writer = _Writer(robot, out, seed=seed, overwrite=overwrite, common=common)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume needs the checkpoint_dir of the run to continue")
     policy_paths = {lv: replica_policy_path(out, robot, lv) for lv in policies}
-    if not overwrite:
+    if resume and "random" in levels and policy_paths["random"].exists() \
+            and (out / replica_file_name(f"{robot}-random-{REPLICA_VERSION}")).exists():
+        levels.remove("random")  # finished before the run stopped
+        log.info("random level already written by this run; kept")
+    writer = _Writer(robot, out, seed=seed, overwrite=overwrite or resume, common=common)
+    if not (overwrite or resume):
         existing = [str(p) for p in [writer.path(lv) for lv in levels] + list(policy_paths.values())
                     if p.exists()]
         if existing:
@@ -769,7 +902,7 @@ def make_replica(
         eval_env.close()
         behaviour.info.update(eval_return=eval_return, train_step=0, seed=int(seed),
                               eval_return_normalized=normalized_score(robot, eval_return))
-        result.policy_paths["random"] = behaviour.save(policy_paths["random"], overwrite=overwrite)
+        result.policy_paths["random"] = behaviour.save(policy_paths["random"], overwrite=overwrite or resume)
         rollout, env_seeds = _sample_level(behaviour, level="random", seed=seed,
                                            num_samples=num_samples, num_envs=num_envs,
                                            max_episode_steps=max_episode_steps,
@@ -803,7 +936,9 @@ def make_replica(
         eval_every=options.eval_every, eval_episodes=options.eval_episodes,
         record_transitions="medium-replay" in levels, max_episode_steps=max_episode_steps,
         task=task0, rng=np.random.default_rng(seed), generator=generator, logger=logger,
-        progress=progress)
+        progress=progress, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+    if resume and not trainer.resume():
+        log.warning("no SAC checkpoint in %s yet: the SAC run starts from step 0", checkpoint_dir)
     run = trainer.train()
     train_env.close()
     eval_env.close()
@@ -856,7 +991,7 @@ def make_replica(
         behaviour.info.update(eval_return=ret, eval_return_normalized=normalized_score(robot, ret),
                               snapshot_eval_return=snap.eval_return, train_step=snap.step,
                               train_steps=options.train_steps, seed=int(seed))
-        result.policy_paths[lv] = behaviour.save(policy_paths[lv], overwrite=overwrite)
+        result.policy_paths[lv] = behaviour.save(policy_paths[lv], overwrite=overwrite or resume)
     result.timings["choose_and_save_policies"] = time.perf_counter() - started
 
     # --- sample medium and expert ---

@@ -150,6 +150,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------- backends
 
 
+def _row_step(row: list[str]) -> float:
+    """The `timestep` cell of a CSV row (a row cut short by a kill counts as past the end)."""
+    try:
+        return float(row[0])
+    except (ValueError, IndexError):
+        return float("inf")
+
+
 class _Backend:
     """One output of the logger; every hook is optional."""
 
@@ -164,6 +172,9 @@ class _Backend:
 
     def close(self) -> None:
         """Flush and release resources."""
+
+    def rewind(self, phase: str, step: int) -> None:
+        """Forget rows of `phase` after `step` (a resumed run writes them again)."""
 
 
 class _ConsoleBackend(_Backend):
@@ -266,6 +277,22 @@ class _CSVBackend(_Backend):
             handle.close()
         self._files.clear()
 
+    def rewind(self, phase: str, step: int) -> None:
+        path = self._path(phase)
+        if phase in self._files:
+            self._files.pop(phase).close()
+        if not path.is_file():
+            return
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if _row_step(r) <= step]
+        if len(kept) != len(rows):
+            buffer = io.StringIO(newline="")
+            csv.writer(buffer).writerows(kept)
+            _atomic_write_text(path, buffer.getvalue())
+
 
 class _TensorBoardBackend(_Backend):
     """Scalars via `torch.utils.tensorboard.SummaryWriter(record/tb)`."""
@@ -277,7 +304,17 @@ class _TensorBoardBackend(_Backend):
             raise ImportError(
                 "the tensorboard logger backend needs tensorboard: pip install tensorboard"
             ) from exc
+        self._log_dir = log_dir
         self._writer = SummaryWriter(log_dir=str(log_dir))
+
+    def rewind(self, phase: str, step: int) -> None:
+        # TensorBoard hides every event at or after `purge_step` written before the restart
+        # (all tags of this run's tb/ folder, whatever their phase).
+        del phase
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer.close()
+        self._writer = SummaryWriter(log_dir=str(self._log_dir), purge_step=int(step) + 1)
 
     def write(self, row: dict[str, float], step: int, phase: str) -> None:
         for key, value in row.items():
@@ -455,6 +492,21 @@ class Logger:
             for backend in self._backends:
                 backend.write(row, int(step), phase)
         return row
+
+    def rewind(self, step: int, *, phase: str = "policy") -> None:
+        """Drop the rows of `phase` logged after `step`, before a resumed run logs them again.
+
+        A run resumed from the checkpoint of `step` repeats what it did after it: the CSV keeps
+        only rows with `timestep <= step`, TensorBoard purges later events (of every tag) and
+        pending metrics are discarded, so the records read as one uninterrupted run.
+        """
+        if phase not in PHASES:
+            raise ValueError(f"unknown logging phase {phase!r}; choose from {PHASES}")
+        self._check_open()
+        self._sums.clear()
+        self._counts.clear()
+        for backend in self._backends:
+            backend.rewind(phase, int(step))
 
     # ---------------------------------------------------------------- text
 
