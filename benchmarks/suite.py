@@ -73,16 +73,20 @@ from workloads import (
 from offlinerlkit.anchor import AnchorSeeker, divergent_reverse_rollouts, pretrain_seeker
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
 from offlinerlkit.dynamics import DEFAULT_HIDDEN_DIMS, EnsembleDynamics
+from offlinerlkit.envs import make_env
+from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.anchors import CountingAnchorFn
+from offlinerlkit.policy.sac import SACPolicy
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.types import Batch, EnvSpec
 from offlinerlkit.utils.experiment import configure_threads, resolve_device
 from offlinerlkit.utils.logger import NoOpLogger
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.speed import apply_speed_options, step_context
+from offlinerlkit.utils.tasks import parse_task
 
 SECTIONS = ("matmul", "policies", "dynamics", "rollout", "reverse", "seeker", "anchors",
-            "memory")
+            "memory", "online")
 
 #: Each section's table title (printed and written as a Markdown heading).
 TITLES = {
@@ -94,6 +98,7 @@ TITLES = {
     "seeker": "Seeker pretraining",
     "anchors": "Anchor computation",
     "memory": "Replay-buffer memory",
+    "online": "Online SAC (behaviour policies of the replica datasets)",
 }
 
 #: Gradient steps/s MEASURED ON THE 2-CORE REFERENCE MACHINE (the project's spec: 2-core CPU,
@@ -554,6 +559,45 @@ def memory_table(cfg: argparse.Namespace, device: torch.device) -> Table:
     return table
 
 
+def online_table(cfg: argparse.Namespace, device: torch.device) -> Table:
+    """Online SAC as make_dataset.py runs it: simulator step, actor sample, buffer write and
+    one update (batch, 256x2 networks) per environment step."""
+    from offlinerlkit.policy_trainer.online import OnlineSACTrainer, SACTrainOptions  # noqa: I001
+
+    options = SACTrainOptions()
+    task = parse_task(f"{cfg.online_robot}-random-v2")
+    spec = EnvSpec(task.obs_dim, task.action_dim)
+    warm = max(cfg.batch_size, 256)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    sac = SACPolicy(build_tanh_actor(spec, options.hidden_dims),
+                    build_critics(spec, options.hidden_dims, num_members=2),
+                    actor_lr=options.actor_lr, critic_lr=options.critic_lr,
+                    alpha_lr=options.alpha_lr, gamma=options.gamma, tau=options.tau,
+                    auto_alpha=True, generator=generator, device=device)
+    total = warm + cfg.online_steps
+    trainer = OnlineSACTrainer(
+        sac, make_env(task, seed=cfg.seed), eval_env=make_env(task, seed=cfg.seed + 1),
+        buffer=ReplayBuffer(total, spec.obs_dim, spec.action_dim, device=device),
+        total_steps=warm, start_steps=warm, update_after=warm, batch_size=cfg.batch_size,
+        eval_every=total, eval_episodes=1, record_transitions=True, task=task,
+        rng=np.random.default_rng(cfg.seed), generator=generator)
+    trainer.train()  # warm-up: random actions, one update at its last step
+    trainer.total_steps = total  # then the timed steps, each with an update
+    sync(device)
+    start = time.perf_counter()
+    trainer.train()
+    sync(device)
+    seconds = time.perf_counter() - start
+    rate = cfg.online_steps / seconds
+    table = Table(TITLES["online"], ["robot", "env steps/s", "hours per 1M steps", "timed steps"])
+    table.add(cfg.online_robot, rate, 1e6 / rate / 3600, cfg.online_steps)
+    table.notes.append(f"OnlineSACTrainer.train after {warm} warm-up steps: per step one "
+                       f"simulator step, actor sample, transition record and SAC update (batch "
+                       f"{cfg.batch_size}, {list(options.hidden_dims)} networks); one "
+                       "evaluation episode at the end")
+    return table
+
+
 # --------------------------------------------------------------------------- main
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -584,6 +628,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--anchor_states", type=int, nargs="+", default=[256, 50_000],
                         help="state-batch sizes of the anchors section")
     parser.add_argument("--buffer_rows", type=int, default=2_000_000)
+    parser.add_argument("--online_robot", default="hopper", choices=("hopper", "walker2d",
+                                                                      "halfcheetah"))
+    parser.add_argument("--online_steps", type=int, default=2_000,
+                        help="timed online SAC environment steps")
     parser.add_argument("--seed", type=int, default=0)
     for flag, text in (("tf32", "TF32 matmuls (CUDA)"), ("bf16", "bf16 autocast around each update"),
                        ("compile", "torch.compile the networks"),
@@ -611,6 +659,7 @@ def run_sections(cfg: argparse.Namespace, device: torch.device,
         "seeker": lambda: seeker_table(cfg, spec, device),
         "anchors": lambda: anchors_table(cfg, spec, device),
         "memory": lambda: memory_table(cfg, device),
+        "online": lambda: online_table(cfg, device),
     }
     for name in SECTIONS[1:]:
         if name in cfg.only:
