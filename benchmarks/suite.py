@@ -562,7 +562,8 @@ def memory_table(cfg: argparse.Namespace, device: torch.device) -> Table:
 def online_table(cfg: argparse.Namespace, device: torch.device) -> Table:
     """Online SAC as make_dataset.py runs it: simulator step, actor sample, buffer write and
     one update (batch, 256x2 networks) per environment step."""
-    from offlinerlkit.policy_trainer.online import OnlineSACTrainer, SACTrainOptions  # noqa: I001
+    from offlinerlkit.policy_trainer.online import OnlineSACTrainer
+    from offlinerlkit.replica import SACTrainOptions
 
     options = SACTrainOptions()
     task = parse_task(f"{cfg.online_robot}-random-v2")

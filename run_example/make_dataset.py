@@ -34,7 +34,7 @@ from offlinerlkit.datasets.replica import (
     replica_dataset_dir,
     split_replica_task,
 )
-from offlinerlkit.policy_trainer.online import (
+from offlinerlkit.replica import (
     LevelResult,
     ReplicaResult,
     SACTrainOptions,
@@ -42,10 +42,10 @@ from offlinerlkit.policy_trainer.online import (
     sample_from_policy,
 )
 from offlinerlkit.utils.cli import config_from_dict, opt, parse_config
-from offlinerlkit.utils.experiment import configure_threads, resolve_device, software_versions
+from offlinerlkit.utils.experiment import configure_threads, resolve_device
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.run_dir import RunDir
-from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params
+from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params, software_versions
 from offlinerlkit.utils.seeding import set_seed
 from offlinerlkit.utils.tasks import ROBOTS, parse_task
 

@@ -34,7 +34,8 @@ from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import open_run, prepare_run, software_versions
+from offlinerlkit.utils.experiment import open_run, prepare_run
+from offlinerlkit.utils.run_record import software_versions
 
 #: `--load_*_path dummy` in the original's README means "no path".
 NO_PATH = ("", "dummy", "none", "None")

@@ -35,10 +35,10 @@ from offlinerlkit.datasets.replica import (
     split_replica_task,
 )
 from offlinerlkit.envs import make_env
-from offlinerlkit.policy_trainer.online import (
+from offlinerlkit.policy_trainer.online import Snapshot
+from offlinerlkit.replica import (
     BehaviourPolicy,
     SACTrainOptions,
-    Snapshot,
     choose_medium_snapshot,
     make_replica,
 )

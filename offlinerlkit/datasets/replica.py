@@ -24,7 +24,8 @@ This module is the data layer of the replica: naming (`replica_file_name`, `repl
 `find_replica_file`), recording (`TransitionLog`, `rollout_dataset`, which rolls out any
 action function in several environments and keeps episodes contiguous) and assembly
 (`cut_dataset`, `concat_datasets`). Training the behaviour policies lives in
-`offlinerlkit.policy_trainer.online`, which imports this module (never the other way round).
+`offlinerlkit.policy_trainer.online` and `offlinerlkit.replica`, which import this module (never
+the other way round).
 
 Per-step conventions of every replica file (D4RL v2 layout):
 

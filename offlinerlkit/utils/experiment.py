@@ -20,7 +20,7 @@ from offlinerlkit.utils.cli import config_from_dict, config_to_dict
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.memory import keep_freed_memory
 from offlinerlkit.utils.run_dir import RunDir
-from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params
+from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params, software_versions
 from offlinerlkit.utils.speed import apply_speed_options, step_context
 
 log = logging.getLogger(__name__)
@@ -93,15 +93,6 @@ def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | No
         logger.write_hyper_params({"config": config_to_dict(config), **(extra_record or {})})
     logger.info(f"run directory: {run_dir.path}")
     return run_dir, logger
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of the packages that decide the numbers, for the run record."""
-    import gymnasium
-    import mujoco
-
-    return {"torch": torch.__version__, "numpy": np.__version__,
-            "gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__}
 
 
 def load_task_data(task: str, dataset_path: Optional[str]) -> tuple[dict[str, np.ndarray], str]:

@@ -86,3 +86,15 @@ def hyper_mismatch(arch: Mapping[str, Any], hyper: Mapping[str, Any], checks: Se
         if value != arch[name]:
             return name, value
     return None
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that decide the numbers, for run records and dataset files
+    (plain `str`: torch's version is a str subclass that h5py cannot store)."""
+    import gymnasium
+    import mujoco
+    import numpy
+    import torch
+
+    return {"torch": str(torch.__version__), "numpy": str(numpy.__version__),
+            "gymnasium": str(gymnasium.__version__), "mujoco": str(mujoco.__version__)}
