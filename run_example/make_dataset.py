@@ -41,6 +41,7 @@ from offlinerlkit.replica import (
     make_replica,
     sample_from_policy,
 )
+from offlinerlkit.replica.from_policies import make_from_policies
 from offlinerlkit.utils.cli import config_from_dict, opt, parse_config
 from offlinerlkit.utils.experiment import configure_threads, resolve_device
 from offlinerlkit.utils.logger import Logger
@@ -57,12 +58,17 @@ class MakeDatasetConfig:
     robot: Optional[str] = opt(None, "hopper, halfcheetah or walker2d")
     task: Optional[str] = opt(None, "instead of --robot: any task of the robot, e.g. "
                                     "hopper-medium-v2 or replica:hopper-medium-v2")
-    levels: tuple[str, ...] = opt(REPLICA_LEVELS, "levels to make (random needs no training)")
+    levels: Optional[tuple[str, ...]] = opt(None, "levels to make (default: all five; with "
+                                                  "--policies all but medium-replay)")
     train_steps: int = opt(1_000_000, "environment steps of the online SAC run (D4RL: 1M)")
     num_samples: int = opt(1_000_000, "rows of the random, medium and expert datasets (D4RL: 1M)")
     seed: int = opt(0, "seed of everything (torch, numpy, simulators; see online.py)")
     out_dir: Optional[str] = opt(None, "replica folder (default: $COCOA_REPLICA_DIR or "
                                        "~/.cocoa/replica)")
+    policies: Optional[str] = opt(None, "sample from saved behaviour policies instead of training: "
+                                        "'shipped' (the package's D4RL-strength policies) or a "
+                                        "folder with policies/<robot>/<level>.pt; medium-replay "
+                                        "then re-runs SAC up to the medium step")
     policy: Optional[str] = opt(None, "sample --num_samples rows from this saved behaviour policy "
                                       "(policies/<robot>/<level>.pt) instead of training; the "
                                       "file is named after the policy's level (--levels unused)")
@@ -101,12 +107,23 @@ class MakeDatasetConfig:
             return  # the saved options are checked when the run was started
         if self.policy is None and (self.robot is None) == (self.task is None):
             raise ValueError("give exactly one of --robot and --task (or --policy)")
-        unknown = [lv for lv in self.levels if lv not in REPLICA_LEVELS]
+        if self.policy is not None and self.policies is not None:
+            raise ValueError("give --policy (one file) or --policies (a set), not both")
+        unknown = [lv for lv in self.levels or () if lv not in REPLICA_LEVELS]
         if unknown:
             raise ValueError(f"--levels: unknown {unknown}; choose from {list(REPLICA_LEVELS)}")
         for name in ("train_steps", "num_samples", "num_envs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def resolved_levels(self) -> tuple[str, ...]:
+        """--levels, or its default: all five, or all but medium-replay with --policies."""
+        if self.levels is not None:
+            return self.levels
+        if self.policies is not None:
+            return tuple(lv for lv in REPLICA_LEVELS if lv != "medium-replay")
+        return REPLICA_LEVELS
 
     @property
     def resolved_robot(self) -> Optional[str]:
@@ -173,6 +190,14 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
             progress=cfg.progress, expected_robot=cfg.resolved_robot)
         result = ReplicaResult(robot=level.robot, levels={level.level: level},
                                timings={level.level: level.seconds})
+    elif cfg.policies is not None:
+        robot = cfg.resolved_robot
+        assert robot is not None
+        result = make_from_policies(
+            robot, source=cfg.policies, levels=cfg.resolved_levels, out_dir=out_dir,
+            seed=cfg.seed, num_samples=cfg.num_samples, num_envs=cfg.num_envs,
+            max_episode_steps=cfg.max_episode_steps, device=device, overwrite=cfg.overwrite,
+            progress=cfg.progress)
     else:
         robot = cfg.resolved_robot
         assert robot is not None
@@ -188,7 +213,7 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
         if cfg.resume is not None:
             run_dir = RunDir.open(cfg.resume)
             logger = Logger(run_dir, backends=("csv", "tensorboard"))
-        elif any(lv != "random" for lv in cfg.levels):
+        elif any(lv != "random" for lv in cfg.resolved_levels):
             run_dir = RunDir.create(Path(cfg.log_dir) if cfg.log_dir else out_dir / "logs",
                                     task=f"replica-{robot}", algo="online_sac", seed=cfg.seed)
             logger = Logger(run_dir, backends=("csv", "tensorboard"))
@@ -199,7 +224,7 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
                   f"{run_dir.path}")
         try:
             result = make_replica(
-                robot, levels=cfg.levels, out_dir=out_dir, seed=cfg.seed,
+                robot, levels=cfg.resolved_levels, out_dir=out_dir, seed=cfg.seed,
                 num_samples=cfg.num_samples, options=options, num_envs=cfg.num_envs,
                 max_episode_steps=cfg.max_episode_steps, device=device,
                 overwrite=cfg.overwrite, progress=cfg.progress, logger=logger,

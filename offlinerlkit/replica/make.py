@@ -13,13 +13,15 @@ actors' initial weights come from torch's global generator, which the calling sc
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import numpy as np
 import torch
@@ -47,7 +49,7 @@ from offlinerlkit.replica.sampling import (
     sample_level,
 )
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.tasks import ROBOTS, normalized_score, parse_task
+from offlinerlkit.utils.tasks import ROBOTS, TaskInfo, normalized_score, parse_task
 
 if TYPE_CHECKING:
     import gymnasium
@@ -56,7 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReplicaResult", "SACTrainOptions", "choose_medium_snapshot", "make_replica"]
+__all__ = ["ReplicaResult", "SACTrainOptions", "build_sac_trainer", "choose_medium_snapshot",
+           "make_replica"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,12 @@ class SACTrainOptions:
         if not 0.0 < self.medium_fraction < 1.0:
             raise ValueError(f"medium_fraction must be in (0, 1), got {self.medium_fraction}")
 
+    def as_metadata(self) -> dict[str, Any]:
+        """The options as plain data (lists, numbers, strings) for files and provenance."""
+        data = dataclasses.asdict(self)
+        data["hidden_dims"] = list(self.hidden_dims)
+        return data
+
 
 
 @dataclass
@@ -135,6 +144,35 @@ def choose_medium_snapshot(snapshots: Sequence[Snapshot], target_return: float, 
 
 
 
+
+
+def build_sac_trainer(task: TaskInfo, options: SACTrainOptions, *, seed: int,
+                      device: torch.device | str, record_transitions: bool,
+                      max_episode_steps: Optional[int] = None, logger: Optional[Logger] = None,
+                      progress: bool = False,
+                      checkpoint_dir: Optional[str | os.PathLike] = None,
+                      checkpoint_every: int = 0) -> OnlineSACTrainer:
+    """The online SAC run of `make_replica` (seeds as in the module docstring; the actor's and
+    critics' initial weights come from torch's global generator)."""
+    from offlinerlkit.envs import make_env
+
+    spec = EnvSpec(task.obs_dim, task.action_dim)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)  # a local generator: the global streams are untouched
+    sac = SACPolicy(build_tanh_actor(spec, options.hidden_dims),
+                    build_critics(spec, options.hidden_dims, num_members=2),
+                    actor_lr=options.actor_lr, critic_lr=options.critic_lr,
+                    alpha_lr=options.alpha_lr, gamma=options.gamma, tau=options.tau,
+                    auto_alpha=True, generator=generator, device=device)
+    return OnlineSACTrainer(
+        sac, make_env(task, seed=seed), eval_env=make_env(task, seed=seed + 1),
+        buffer=ReplayBuffer(options.train_steps, spec.obs_dim, spec.action_dim, device=device),
+        total_steps=options.train_steps, start_steps=options.start_steps,
+        update_after=options.update_after, batch_size=options.batch_size,
+        eval_every=options.eval_every, eval_episodes=options.eval_episodes,
+        record_transitions=record_transitions, max_episode_steps=max_episode_steps,
+        task=task, rng=np.random.default_rng(seed), generator=generator, logger=logger,
+        progress=progress, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
 
 
 def make_replica(
@@ -259,29 +297,15 @@ def make_replica(
 
     # --- online SAC ---
     started = time.perf_counter()
-    spec = EnvSpec(task0.obs_dim, task0.action_dim)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)  # a local generator: the global streams are untouched
-    sac = SACPolicy(build_tanh_actor(spec, options.hidden_dims),
-                    build_critics(spec, options.hidden_dims, num_members=2),
-                    actor_lr=options.actor_lr, critic_lr=options.critic_lr,
-                    alpha_lr=options.alpha_lr, gamma=options.gamma, tau=options.tau,
-                    auto_alpha=True, generator=generator, device=device)
-    train_env, eval_env = make_env(task0, seed=seed), make_env(task0, seed=seed + 1)
-    trainer = OnlineSACTrainer(
-        sac, train_env, eval_env=eval_env,
-        buffer=ReplayBuffer(options.train_steps, spec.obs_dim, spec.action_dim, device=device),
-        total_steps=options.train_steps, start_steps=options.start_steps,
-        update_after=options.update_after, batch_size=options.batch_size,
-        eval_every=options.eval_every, eval_episodes=options.eval_episodes,
-        record_transitions="medium-replay" in levels, max_episode_steps=max_episode_steps,
-        task=task0, rng=np.random.default_rng(seed), generator=generator, logger=logger,
-        progress=progress, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+    trainer = build_sac_trainer(
+        task0, options, seed=seed, device=device, record_transitions="medium-replay" in levels,
+        max_episode_steps=max_episode_steps, logger=logger, progress=progress,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
     if resume and not trainer.resume():
         log.warning("no SAC checkpoint in %s yet: the SAC run starts from step 0", checkpoint_dir)
     run = trainer.train()
-    train_env.close()
-    eval_env.close()
+    trainer.env.close()
+    trainer.eval_env.close()
     result.timings["train"] = time.perf_counter() - started
     result.eval_curve = [(s.step, s.eval_return) for s in run.snapshots]
 
@@ -313,13 +337,7 @@ def make_replica(
              medium_snap.eval_return, medium_return)
     training_meta = {
         "train_steps": int(options.train_steps), "num_updates": int(run.num_updates),
-        "sac": {"hidden_dims": list(options.hidden_dims), "actor_lr": options.actor_lr,
-                "critic_lr": options.critic_lr, "alpha_lr": options.alpha_lr,
-                "gamma": options.gamma, "tau": options.tau, "batch_size": options.batch_size,
-                "start_steps": options.start_steps, "update_after": options.update_after,
-                "eval_every": options.eval_every, "eval_episodes": options.eval_episodes,
-                "expert_choice": options.expert_choice,
-                "medium_fraction": options.medium_fraction},
+        "sac": options.as_metadata(),
         "train_env_seed": int(seed), "eval_env_seed": int(seed + 1),
         "eval_steps": np.asarray([s.step for s in run.snapshots], dtype=np.int64),
         "eval_returns": np.asarray([s.eval_return for s in run.snapshots], dtype=np.float64),
@@ -329,8 +347,10 @@ def make_replica(
     for lv in ("medium", "expert"):
         snap, behaviour, ret = chosen[lv]
         behaviour.info.update(eval_return=ret, eval_return_normalized=normalized_score(robot, ret),
+                              eval_episodes=options.final_eval_episodes,
                               snapshot_eval_return=snap.eval_return, train_step=snap.step,
-                              train_steps=options.train_steps, seed=int(seed))
+                              train_steps=options.train_steps, seed=int(seed),
+                              sac_options=json.dumps(options.as_metadata()))
         result.policy_paths[lv] = behaviour.save(policy_paths[lv], overwrite=overwrite or resume)
     result.timings["choose_and_save_policies"] = time.perf_counter() - started
 
