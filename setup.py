@@ -34,6 +34,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["offlinerlkit", "offlinerlkit.*"]),
+    # The shipped behaviour policies (weights and provenance) of make_dataset.py --policies shipped.
+    package_data={"offlinerlkit.replica": ["policies/*/*.pt", "policies/*/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

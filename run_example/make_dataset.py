@@ -46,7 +46,12 @@ from offlinerlkit.utils.cli import config_from_dict, opt, parse_config
 from offlinerlkit.utils.experiment import configure_threads, resolve_device
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.run_dir import RunDir
-from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params, software_versions
+from offlinerlkit.utils.run_record import (
+    HYPER_PARAM_FILE,
+    code_commit,
+    read_hyper_params,
+    software_versions,
+)
 from offlinerlkit.utils.seeding import set_seed
 from offlinerlkit.utils.tasks import ROBOTS, parse_task
 
@@ -219,7 +224,8 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
             logger = Logger(run_dir, backends=("csv", "tensorboard"))
             logger.write_hyper_params({
                 "config": dataclasses.asdict(cfg), "dataset_source": "cocoa-rl replica (maker)",
-                "out_dir": str(out_dir), "device": str(device), "versions": software_versions()})
+                "out_dir": str(out_dir), "device": str(device), "versions": software_versions(),
+                "code_commit": code_commit()})
             print(f"SAC run folder (continue a stopped run with --resume {run_dir.path}): "
                   f"{run_dir.path}")
         try:

@@ -151,3 +151,16 @@ def test_make_dataset_resume_takes_the_saved_options(tmp_path: Path) -> None:
         make_dataset.main(make_dataset.MakeDatasetConfig(resume=str(run), train_steps=900))
     with pytest.raises(FileNotFoundError):
         make_dataset.main(make_dataset.MakeDatasetConfig(resume=str(tmp_path / "nowhere")))
+
+
+def test_atomic_writes_respect_the_umask(tmp_path: Path) -> None:
+    import os
+
+    from offlinerlkit.utils.fileio import atomic_write
+
+    old = os.umask(0o027)
+    try:
+        path = atomic_write(tmp_path / "f.txt", lambda f: f.write("x"), text=True)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640

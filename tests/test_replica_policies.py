@@ -79,15 +79,39 @@ def test_missing_policies_and_existing_outputs_are_refused(trained: Path, tmp_pa
         make_dataset.MakeDatasetConfig(robot="hopper", policies=SHIPPED, policy="x.pt")
 
 
+def _check_shipped(root: Path, robot: str) -> None:
+    provenance = json.loads((root / "policies" / robot / "provenance.json").read_text())
+    for level in ("random", "medium", "expert"):
+        policy = BehaviourPolicy.load(replica_policy_path(root, robot, level))
+        assert (policy.robot, policy.level) == (robot, level)
+        info = provenance["levels"][level]
+        for key in ("eval_return", "eval_return_normalized", "eval_episodes", "train_step", "seed"):
+            assert policy.info[key] == info[key], (robot, level, key)
+        for key in ("command", "code_commit", "sac_options", "version_mujoco"):
+            assert policy.info[key], (robot, level, key)
+    assert provenance["command"].startswith("python run_example/make_dataset.py --robot " + robot)
+    for key in ("code_commit", "versions", "train_steps", "sac_options"):
+        assert provenance[key], (robot, key)
+
+
+def test_ship_policies_copies_weights_with_provenance(trained: Path, tmp_path: Path) -> None:
+    import ship_policies
+
+    (run,) = (trained / "logs").glob("replica-hopper/online_sac/seed_0_*")
+    dest = ship_policies.main(ship_policies.ShipConfig(run=str(run), dest=str(tmp_path)))
+    assert dest == tmp_path / "policies" / "hopper"
+    _check_shipped(tmp_path, "hopper")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        ship_policies.main(ship_policies.ShipConfig(run=str(run), dest=str(tmp_path)))
+    # the shipped copies sample the same data as the run's own policies
+    out = tmp_path / "data"
+    make_from_policies("hopper", source=tmp_path, levels=("expert",), out_dir=out, seed=0,
+                       num_samples=TINY["num_samples"], num_envs=2, max_episode_steps=15)
+    name = replica_file_name("hopper-expert-v2")
+    _same(trained / name, out / name)
+
+
 def test_every_shipped_policy_loads_with_its_provenance() -> None:
-    for robot, levels in shipped_robots().items():
-        assert set(levels) == {"random", "medium", "expert"}, robot
-        provenance = json.loads((SHIPPED_ROOT / "policies" / robot / "provenance.json").read_text())
-        for level in levels:
-            policy = BehaviourPolicy.load(replica_policy_path(SHIPPED_ROOT, robot, level))
-            assert (policy.robot, policy.level) == (robot, level)
-            info = provenance["levels"][level]
-            for key in ("eval_return", "eval_return_normalized", "train_step", "seed"):
-                assert policy.info[key] == info[key], (robot, level, key)
-        for key in ("command", "code_commit", "versions", "train_steps"):
-            assert key in provenance, (robot, key)
+    shipped = shipped_robots()
+    for robot in shipped:
+        _check_shipped(SHIPPED_ROOT, robot)

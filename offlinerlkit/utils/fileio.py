@@ -14,6 +14,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
                  text: bool = False) -> Path:
     """Write `path` through a temporary file in the same folder, fsync, then `os.replace`.
 
+    The file gets the permissions a plain `open(path, "w")` would (0666 less the umask), not
+    the 0600 of `mkstemp`.
+
     Args:
         path: the final file (its folder is created if needed).
         write: called with the open temporary file (binary, or text when `text`).
@@ -30,11 +33,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def plain_data(value: Any, where: str) -> Any:

@@ -98,3 +98,17 @@ def software_versions() -> dict[str, str]:
 
     return {"torch": str(torch.__version__), "numpy": str(numpy.__version__),
             "gymnasium": str(gymnasium.__version__), "mujoco": str(mujoco.__version__)}
+
+
+def code_commit() -> str:
+    """`git describe --always --dirty` of the checkout holding this package ("unknown" for an
+    installed copy without git), for the provenance of long runs."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
+                              cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else "unknown"
