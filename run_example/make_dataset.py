@@ -42,16 +42,12 @@ from offlinerlkit.replica import (
     sample_from_policy,
 )
 from offlinerlkit.replica.from_policies import make_from_policies
-from offlinerlkit.utils.cli import config_from_dict, opt, parse_config
+from offlinerlkit.utils.cli import opt, parse_config
 from offlinerlkit.utils.experiment import configure_threads, resolve_device
 from offlinerlkit.utils.logger import Logger
+from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.run_dir import RunDir
-from offlinerlkit.utils.run_record import (
-    HYPER_PARAM_FILE,
-    code_commit,
-    read_hyper_params,
-    software_versions,
-)
+from offlinerlkit.utils.run_record import code_commit, software_versions
 from offlinerlkit.utils.seeding import set_seed
 from offlinerlkit.utils.tasks import ROBOTS, parse_task
 
@@ -154,29 +150,6 @@ def _summary(results: dict[str, LevelResult]) -> str:
     return "\n".join(lines)
 
 
-#: Options that may differ between a run and its `--resume` (they do not change the data).
-_RESUME_FREE = ("resume", "threads", "device", "progress")
-
-
-def resumed_config(cfg: MakeDatasetConfig) -> MakeDatasetConfig:
-    """The saved configuration of the run folder `cfg.resume`, with this command's
-    `_RESUME_FREE` options; any other option given differently is refused."""
-    assert cfg.resume is not None
-    saved = (read_hyper_params(cfg.resume, required=True) or {}).get("config")
-    if not isinstance(saved, dict):
-        raise ValueError(f"{Path(cfg.resume) / HYPER_PARAM_FILE} has no 'config' entry; it is "
-                         "not a make_dataset.py run folder")
-    restored = config_from_dict(MakeDatasetConfig, saved)
-    given = dataclasses.asdict(cfg)
-    defaults = dataclasses.asdict(MakeDatasetConfig(resume=cfg.resume))
-    conflicts = [f"--{k} {given[k]!r} (saved {v!r})" for k, v in dataclasses.asdict(restored).items()
-                 if k not in _RESUME_FREE and given[k] != defaults[k] and given[k] != v]
-    if conflicts:
-        raise ValueError("--resume continues the saved run with its own options; these differ: "
-                         + ", ".join(conflicts))
-    return dataclasses.replace(restored, **{k: given[k] for k in _RESUME_FREE})
-
-
 def main(cfg: MakeDatasetConfig) -> ReplicaResult:
     """Make the datasets (or sample from `cfg.policy`); returns what was written."""
     if cfg.resume is not None:
@@ -217,11 +190,11 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
         run_dir: Optional[RunDir] = None
         if cfg.resume is not None:
             run_dir = RunDir.open(cfg.resume)
-            logger = Logger(run_dir, backends=("csv", "tensorboard"))
+            logger = Logger(run_dir, backends=("csv", "tensorboard"), lock=True)
         elif any(lv != "random" for lv in cfg.resolved_levels):
             run_dir = RunDir.create(Path(cfg.log_dir) if cfg.log_dir else out_dir / "logs",
                                     task=f"replica-{robot}", algo="online_sac", seed=cfg.seed)
-            logger = Logger(run_dir, backends=("csv", "tensorboard"))
+            logger = Logger(run_dir, backends=("csv", "tensorboard"), lock=True)
             logger.write_hyper_params({
                 "config": dataclasses.asdict(cfg), "dataset_source": "cocoa-rl replica (maker)",
                 "out_dir": str(out_dir), "device": str(device), "versions": software_versions(),

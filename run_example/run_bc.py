@@ -20,7 +20,8 @@ from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.bc import BCPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import resume_config, run_policy_training
+from offlinerlkit.utils.experiment import run_policy_training
+from offlinerlkit.utils.resume import resumed_config
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
          env: Any = None) -> Path:
     """Train BC; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
     if cfg.resume:
-        cfg = resume_config(cfg)
+        cfg = resumed_config(cfg)
 
     def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
               ) -> tuple[BCPolicy, dict[str, Any]]:

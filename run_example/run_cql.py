@@ -23,7 +23,8 @@ from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.cql import CQLPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import resolve_device, resume_config, run_policy_training
+from offlinerlkit.utils.experiment import resolve_device, run_policy_training
+from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
 
 
@@ -48,7 +49,7 @@ def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
          env: Any = None) -> Path:
     """Train CQL; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
     if cfg.resume:
-        cfg = resume_config(cfg)
+        cfg = resumed_config(cfg)
     task = parse_task(cfg.task)
     auto_alpha = True if cfg.auto_alpha is None else cfg.auto_alpha
     dynamics = None

@@ -27,7 +27,8 @@ from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import resolve_device, resume_config, run_policy_training
+from offlinerlkit.utils.experiment import resolve_device, run_policy_training
+from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
 
 
@@ -53,7 +54,7 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
          env: Any = None) -> Path:
     """Train IQL; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
     if cfg.resume:
-        cfg = resume_config(cfg)
+        cfg = resumed_config(cfg)
     task = parse_task(cfg.task)
     dynamics = None
     if cfg.load_dynamics_path:  # used only for COCOA's anchor rollouts

@@ -36,10 +36,10 @@ from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
 from offlinerlkit.utils.experiment import (
     resolve_device,
-    resume_config,
     run_dynamics_training,
     run_policy_training,
 )
+from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
 
 
@@ -61,7 +61,7 @@ def main(cfg: MOPOConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
          env: Any = None) -> Path:
     """Train the dynamics (no `--load_dynamics_path`) or the policy; returns the run directory."""
     if cfg.resume:
-        cfg = resume_config(cfg)
+        cfg = resumed_config(cfg)
     values, origin = resolve("mopo", cfg.task, {k: getattr(cfg, k) for k in DEFAULTS}, DEFAULTS)
     tags = {"penalty_coef": values["penalty_coef"], "rollout_length": values["rollout_length"]}
     if cfg.load_dynamics_path is None:

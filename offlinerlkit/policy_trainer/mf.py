@@ -20,6 +20,7 @@ from offlinerlkit.policy_trainer.evaluate import evaluate_policy
 from offlinerlkit.utils.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    remove_stale_temporaries,
     restore_checkpoint,
     save_checkpoint,
 )
@@ -142,7 +143,11 @@ class MFPolicyTrainer:
                         prefix=CHECKPOINT_PREFIX, policy=self.policy, trainer=self)
 
     def resume(self) -> bool:
-        """Load the newest checkpoint of this run, if any; returns whether one was loaded."""
+        """Load the newest checkpoint of this run, if any; returns whether one was loaded.
+
+        Temporary files of a write that a kill interrupted are removed first."""
+        for folder in (self.run_dir.checkpoint, self.run_dir.model):
+            remove_stale_temporaries(folder)
         path = latest_checkpoint(self.run_dir.checkpoint, prefix=CHECKPOINT_PREFIX)
         if path is None:
             return False

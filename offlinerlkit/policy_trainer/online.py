@@ -32,6 +32,7 @@ from offlinerlkit.utils.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
+    remove_stale_temporaries,
     restore_checkpoint,
     save_checkpoint,
 )
@@ -275,8 +276,11 @@ class OnlineSACTrainer:
         """
         if self.checkpoint_dir is None:
             return False
+        remove_stale_temporaries(self.checkpoint_dir)
         path = latest_checkpoint(self.checkpoint_dir, prefix=ONLINE_CHECKPOINT_PREFIX)
         if path is None:
+            if self.logger is not None:  # a start over: the old rows go
+                self.logger.rewind(0, phase="policy")
             return False
         ckpt = load_checkpoint(path, map_location=self.policy.device)
         if int(ckpt["trainer"]["buffer"]["capacity"]) != self.buffer.capacity:

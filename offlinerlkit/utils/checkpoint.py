@@ -41,6 +41,7 @@ __all__ = [
     "CheckpointError",
     "latest_checkpoint",
     "list_checkpoints",
+    "remove_stale_temporaries",
     "load_checkpoint",
     "restore_checkpoint",
     "save_checkpoint",
@@ -80,6 +81,22 @@ def list_checkpoints(directory: str | Path, *, prefix: str = "checkpoint") -> li
         if match and entry.is_file():
             found.append((int(match.group(1)), entry))
     return [path for _, path in sorted(found)]
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the `.<name>.*.tmp` files a killed writer left in `directory`; returns them.
+
+    Only safe while this process holds the run's lock (no other writer can be mid-write).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")
+             and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+        logger.info("removed %s, left by a killed write", path)
+    return stale
 
 
 def latest_checkpoint(directory: str | Path, *, prefix: str = "checkpoint") -> Path | None:

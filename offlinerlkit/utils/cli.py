@@ -10,6 +10,7 @@ Only the run scripts call `parse_config`; library code takes typed arguments.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import types
 import typing
@@ -110,25 +111,48 @@ def parse_config(config_cls: type[T], argv: Sequence[str] | None = None) -> T:
     """Parse `argv` (default: `sys.argv[1:]`) into an instance of `config_cls`.
 
     Lists given on the command line are stored as tuples when the field is a tuple type, so the
-    result stays hashable for frozen configs.
+    result stays hashable for frozen configs. With `--resume RUN_DIR` (configs with a `resume`
+    field) the result is the saved run's configuration, with only the options given on the
+    command line checked against it (`utils.resume.resumed_config`). Errors end with argparse's
+    usage line and exit status 2.
     """
     parser = build_parser(config_cls)
     namespace = parser.parse_args(argv)
+    values = _values(config_cls, vars(namespace))
+    try:
+        config = config_cls(**values)
+        if getattr(config, "resume", None):
+            from offlinerlkit.utils.resume import resumed_config
+
+            given = _values(config_cls, vars(_explicit(parser, argv)))
+            config = resumed_config(config, given=given)
+        return config
+    except (TypeError, ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+        raise  # unreachable: parser.error exits
+
+
+def _values(config_cls: type, parsed: dict[str, Any]) -> dict[str, Any]:
+    """Parsed values by field name, lists turned into tuples for tuple fields."""
     hints = get_type_hints(config_cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(config_cls):
-        if not f.init:
+        if not f.init or f.name not in parsed:
             continue
-        value = getattr(namespace, f.name)
+        value = parsed[f.name]
         base, _ = _unwrap_optional(hints[f.name])
         if get_origin(base) in (tuple, typing.Tuple) and isinstance(value, list):  # noqa: UP006
             value = tuple(value)
         values[f.name] = value
-    try:
-        return config_cls(**values)
-    except (TypeError, ValueError) as err:
-        parser.error(str(err))
-        raise  # unreachable: parser.error exits
+    return values
+
+
+def _explicit(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Only the options written on the command line (every default suppressed)."""
+    quiet = copy.deepcopy(parser)
+    for action in quiet._actions:
+        action.default = argparse.SUPPRESS
+    return quiet.parse_args(argv)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

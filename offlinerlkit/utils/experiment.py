@@ -16,11 +16,11 @@ import torch
 
 from offlinerlkit.config import CommonConfig, RunConfig
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import config_from_dict, config_to_dict
+from offlinerlkit.utils.cli import config_to_dict
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.memory import keep_freed_memory
 from offlinerlkit.utils.run_dir import RunDir
-from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params, software_versions
+from offlinerlkit.utils.run_record import software_versions
 from offlinerlkit.utils.speed import apply_speed_options, step_context
 
 log = logging.getLogger(__name__)
@@ -52,23 +52,6 @@ def configure_threads(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
-def resume_config(config: C) -> C:
-    """The configuration a run was started with, for `--resume <run_dir>`.
-
-    The saved `hyper_param.json` wins over the command line, except for `--epoch` (so a finished
-    run can be extended), `--device`, `--threads` and `--progress`.
-    """
-    assert config.resume is not None
-    saved = (read_hyper_params(config.resume, required=True) or {}).get("config")
-    if not isinstance(saved, dict):
-        raise ValueError(f"{Path(config.resume) / HYPER_PARAM_FILE} has no 'config' entry; "
-                         "it was not written by this project's scripts")
-    restored = config_from_dict(type(config), saved)
-    return dataclasses.replace(restored, resume=config.resume, epoch=config.epoch,
-                               device=config.device, threads=config.threads,
-                               progress=config.progress)
-
-
 def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | None = None,
              extra_record: Mapping[str, Any] | None = None) -> tuple[RunDir, Logger]:
     """Create (or, with `config.resume`, reopen) the run directory and its logger.
@@ -88,7 +71,7 @@ def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | No
                  "tags": list(config.wandb_tags), "name": run_dir.path.name,
                  "config": config_to_dict(config)}
     logger = Logger(run_dir, backends=("console", "csv", "tensorboard") + (("wandb",) if wandb else ()),
-                    wandb=wandb)
+                    wandb=wandb, lock=True)
     if not resume:
         logger.write_hyper_params({"config": config_to_dict(config), **(extra_record or {})})
     logger.info(f"run directory: {run_dir.path}")
@@ -183,7 +166,8 @@ def run_policy_training(
         anchor_cache=bool(getattr(cfg, "anchor_cache", True)), **(trainer_kwargs or {}))
     with logger:
         if cfg.resume:
-            trainer.resume()
+            trainer.resume()  # from the newest checkpoint, or from scratch without one
+            logger.rewind(trainer.num_timesteps, phase="policy")  # rows after it come again
         trainer.train()
     return run_dir.path
 

@@ -379,6 +379,8 @@ class Logger:
         backends: names from `BACKENDS`. `()` gives a logger that only accumulates and returns
             rows (see `NoOpLogger`).
         wandb: keyword arguments for `wandb.init`; only valid with the `wandb` backend.
+        lock: hold the run folder's `RunLock` until `close()`, so that no second process
+            writes into it at the same time.
 
     Raises:
         ValueError: an unknown backend, a file backend without `run_dir`, or `wandb` settings
@@ -392,6 +394,7 @@ class Logger:
         *,
         backends: Sequence[str] = ("console", "csv", "tensorboard"),
         wandb: Mapping[str, object] | None = None,
+        lock: bool = False,
     ) -> None:
         if isinstance(backends, str):
             backends = (backends,)
@@ -406,6 +409,13 @@ class Logger:
             raise ValueError("wandb settings were given but 'wandb' is not in backends")
 
         self.run_dir = run_dir
+        self._lock = None
+        if lock:
+            if run_dir is None:
+                raise ValueError("lock=True needs a run_dir")
+            from offlinerlkit.utils.resume import RunLock
+
+            self._lock = RunLock(run_dir.path).acquire()  # before anything is written
         self.backends = tuple(names)
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
@@ -564,6 +574,9 @@ class Logger:
                 backend.close()
             except Exception:  # keep closing the others
                 _log.exception("failed to close logger backend %s", type(backend).__name__)
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> Logger:
         return self
