@@ -11,8 +11,8 @@ halfcheetah's observation/action sizes (17/6; `--obs_dim`, `--action_dim`):
   MOPO and MOBILE, alone and with COCOA (`workloads.build`), the COCOA/alone time ratio,
   the anchor computations of one update, the FLOPs of one update as counted by
   `torch.utils.flop_counter.FlopCounterMode` (matmuls only: elementwise work is not counted),
-  the achieved GFLOP/s and its fraction of the float32 matmul rate, and the 2-core reference
-  machine's steps/s (`REFERENCE_STEPS_PER_S`).
+  the achieved GFLOP/s and its fraction of the float32 matmul rate, and each COCOA variant as
+  trained (row anchors precomputed: `--anchor_cache`).
 * `dynamics`: training steps of the forward (S+A -> S+1) and reverse (S+A -> S) ensembles,
   7 members x [200]*4, 256 rows per member per step, Adam.
 * `rollout`: model-rollout transitions/s from `--rollout_starts` start states, one rollout step
@@ -101,23 +101,7 @@ TITLES = {
     "online": "Online SAC (behaviour policies of the replica datasets)",
 }
 
-#: Gradient steps/s MEASURED ON THE 2-CORE REFERENCE MACHINE (the project's spec: 2-core CPU,
-#: 2 threads, batch 256, halfcheetah sizes): (steps/s, program). Not measured here.
-REFERENCE_STEPS_PER_S: dict[str, tuple[float, str]] = {
-    "cql": (5.47, "OfflineRL-Kit"),
-    "iql": (95.7, "OfflineRL-Kit"),
-    "mopo": (91.4, "OfflineRL-Kit"),
-    "mobile": (10.4, "OfflineRL-Kit"),
-    "cql+cocoa": (0.126, "original COCOA"),
-    "iql+cocoa": (30.8, "original COCOA"),
-    "mopo+cocoa": (29.6, "original COCOA"),
-}
-#: Forward-dynamics training steps/s (7 x [200]*4, 256 rows per member) on the same 2-core
-#: reference machine (spec SPEED.md, quoted in bench_dynamics.py). Not measured here.
-REFERENCE_DYNAMICS_IT_PER_S = 55.6
-
 PAPER_SEEKER_ROWS, PAPER_SEEKER_EPOCHS = 1_500_000, 50
-MODEL_FREE = ("cql", "iql")  # trained on dataset batches alone: anchors can be precomputed
 MOPO_PENALTY = 1.0  # any nonzero value: the rollout then pays for MOPO's uncertainty penalty
 
 
@@ -285,26 +269,24 @@ def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
     """Steps/s, FLOPs and anchor work of every requested algorithm, alone and with COCOA."""
     table = Table(f"{TITLES['policies']} (batch {cfg.batch_size})",
                   ["algorithm", "steps/s", "ms/step", "COCOA/alone time", "anchor calls/update",
-                   "anchor rows/update", "GFLOP/update", "GFLOP/s", "% of fp32 matmul",
-                   "ref steps/s (2-core)"])
+                   "anchor rows/update", "GFLOP/update", "GFLOP/s", "% of fp32 matmul"])
     batch = make_batch(spec, cfg.batch_size, device, cfg.seed)
     for algo in cfg.algos:
         alone: UpdateStats | None = None
         variants = [(False, False)] if algo == "bc" else [(False, False), (True, False)]
-        if algo in MODEL_FREE:
+        if algo != "bc":
             variants.append((True, True))
         for cocoa, precomputed in variants:
             stats = measure_update(algo, cocoa, spec, batch, device, cfg.steps, cfg.warmup, cfg,
                                    precomputed_anchors=precomputed)
             alone = stats if not cocoa else alone
             name = f"{algo}+cocoa" if cocoa else algo
-            name += " (dataset anchors precomputed)" if precomputed else ""
+            name += " (row anchors precomputed)" if precomputed else ""
             achieved = stats.flops / stats.seconds / 1e9
             table.add(name, 1 / stats.seconds, 1e3 * stats.seconds,
                       stats.seconds / alone.seconds if cocoa and alone else None,
                       stats.anchor_calls, stats.anchor_rows, stats.flops / 1e9, achieved,
-                      100 * achieved / fp32_gflops if fp32_gflops else None,
-                      REFERENCE_STEPS_PER_S.get(name, (None, ""))[0])
+                      100 * achieved / fp32_gflops if fp32_gflops else None)
             print(f"  {name}: {1 / stats.seconds:.3g} steps/s", file=sys.stderr, flush=True)
     table.notes += [
         f"median of {cfg.steps} updates after {cfg.warmup} warm-up updates; random data",
@@ -312,11 +294,12 @@ def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
                                        if getattr(cfg, k)) or "none (the default, exact float32)"),
         "GFLOP counted by torch FlopCounterMode over one update (matmuls only)",
         "COCOA/alone time: seconds per update with COCOA over seconds without (same algorithm)",
-        "dataset anchors precomputed: how CQL and IQL train by default (--anchor_cache): the "
-        "anchors of every dataset state are computed once before training, so updates make "
-        "no anchor call",
-        "ref steps/s: MEASURED ON THE 2-CORE REFERENCE CPU (2 threads), not here: plain rows "
-        "OfflineRL-Kit, +cocoa rows the original COCOA code",
+        "row anchors precomputed: how every COCOA algorithm trains by default (--anchor_cache): "
+        "the anchors of the dataset's states are computed once before training and those of "
+        "model-rollout states once when the rollout stores them, so updates make no anchor call "
+        "for s and s' (MOBILE still anchors its freshly sampled next states)",
+        "compare with other programs only in the same run on the same machine (no reference "
+        "figures from elsewhere are printed)",
     ]
     return table
 
@@ -326,7 +309,7 @@ def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
 def dynamics_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
     """Forward and reverse ensemble training throughput."""
     table = Table(TITLES["dynamics"], ["model", "it/s", "samples/s (all members)",
-                                       "rows/member/s", "ref it/s (2-core)"])
+                                       "rows/member/s"])
     s, a = spec.obs_dim, spec.action_dim
     for direction, out in (("forward", s + 1), ("reverse", s)):
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -334,13 +317,11 @@ def dynamics_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device)
         x, y = dynamics.training_pairs(*synthetic_transitions(cfg.dyn_rows, spec, device, gen))
         its = dynamics_train_its(dynamics, x, y, steps=cfg.dyn_steps, batch_size=cfg.batch_size,
                                  repeats=cfg.repeats, device=device, generator=gen)
-        ref = REFERENCE_DYNAMICS_IT_PER_S if direction == "forward" else None
         table.add(f"{direction} ({s + a} -> {out})", its, its * NUM_MEMBERS * cfg.batch_size,
-                  its * cfg.batch_size, ref)
+                  its * cfg.batch_size)
     table.notes += [
         f"{NUM_MEMBERS} members x {list(DEFAULT_HIDDEN_DIMS)}, {cfg.batch_size} rows per member "
         f"per step, Adam; median of {cfg.repeats} runs of {cfg.dyn_steps} steps",
-        "ref it/s: MEASURED ON THE 2-CORE REFERENCE CPU (spec SPEED.md), not here",
     ]
     return table
 
@@ -357,11 +338,13 @@ def rollout_trainer(policy: Any, dynamics: EnsembleDynamics, spec: EnvSpec, star
     data = make_batch(spec, starts, device, seed)
     buffer = ReplayBuffer(starts, spec.obs_dim, spec.action_dim, device=device)
     buffer.add_batch(data.obs, data.action, data.reward, data.next_obs, data.done)
-    return MBPolicyTrainer(policy, dynamics=dynamics, rollout_freq=1, rollout_batch_size=starts,
-                           rollout_length=1, model_retain_epochs=1, buffer=buffer,
-                           logger=NoOpLogger(), run_dir=run_dir, env=None, task=None, epochs=1,
-                           step_per_epoch=1, batch_size=batch_size, eval_episodes=0,
-                           progress=False)
+    trainer = MBPolicyTrainer(policy, dynamics=dynamics, rollout_freq=1, rollout_batch_size=starts,
+                              rollout_length=1, model_retain_epochs=1, buffer=buffer,
+                              logger=NoOpLogger(), run_dir=run_dir, env=None, task=None, epochs=1,
+                              step_per_epoch=1, batch_size=batch_size, eval_episodes=0,
+                              progress=False)
+    trainer.precompute_anchors()  # as training does first: the dataset states' anchors
+    return trainer
 
 
 def rollout_seconds(cocoa: bool, cfg: argparse.Namespace, spec: EnvSpec, device: torch.device

@@ -28,6 +28,7 @@ from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.anchors import Anchors
 from offlinerlkit.policy.cql import CQLPolicy
 from offlinerlkit.policy.iql import IQLPolicy
+from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
 from offlinerlkit.types import Batch
 from offlinerlkit.utils.logger import NoOpLogger
@@ -339,3 +340,75 @@ def test_trainer_precomputes_dataset_anchors_once(tmp_path: Path, cache: bool) -
     if cache:
         want = fn.net(buffer.stored("obs")) * 0.3 + buffer.stored("obs")
         torch.testing.assert_close(buffer.sample_all().obs_anchor, want)
+
+
+# --- model-rollout rows carry their anchors (MBPolicyTrainer anchor_cache) ---
+
+def _mopo_trainer(tmp_path: Path, fn: _DeterministicFn, *, cache: bool, mobile: bool = False
+                  ) -> MBPolicyTrainer:
+    from offlinerlkit.dynamics import EnsembleDynamics
+    from offlinerlkit.dynamics.ensemble import GaussianEnsemble
+    from offlinerlkit.policy.mobile import MOBILEPolicy
+    from offlinerlkit.policy.mopo import MOPOPolicy
+
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(AnchorDeltaEncoder(OBS_DIM, 0, (8,), 2), (16,), ACTION_DIM)
+    members = 3 if mobile else 2
+    critics = CriticEnsemble(AnchorDeltaEncoder(OBS_DIM, ACTION_DIM, (8,), 2, num_members=members),
+                             (16,), num_members=members)
+    model = GaussianEnsemble(OBS_DIM + ACTION_DIM, OBS_DIM + 1, (16, 16), num_members=3,
+                             num_elites=2)
+    dynamics = EnsembleDynamics(model, direction="forward", penalty_coef=1.0,
+                                termination_fn=lambda o, a, n: torch.zeros(o.shape[0], 1, dtype=torch.bool))
+    if mobile:
+        policy = MOBILEPolicy(actor, critics, dynamics, num_samples=4,
+                              actor_anchor_fn=fn, critic_anchor_fn=fn)
+    else:
+        policy = MOPOPolicy(actor, critics, actor_anchor_fn=fn, critic_anchor_fn=fn)
+    return MBPolicyTrainer(policy, dynamics=dynamics, rollout_freq=2, rollout_batch_size=12,
+                           rollout_length=2, model_retain_epochs=2, real_ratio=0.25,
+                           buffer=_dataset(), logger=NoOpLogger(), run_dir=RunDir(tmp_path),
+                           env=None, task=None, epochs=1, step_per_epoch=5, batch_size=8,
+                           eval_episodes=0, progress=False, anchor_cache=cache)
+
+
+@pytest.mark.parametrize("mobile", [False, True])
+def test_model_rows_carry_their_anchors_and_updates_match(tmp_path: Path, mobile: bool) -> None:
+    fn_cached, fn_live = _DeterministicFn(), _DeterministicFn()
+    cached = _mopo_trainer(tmp_path / "a", fn_cached, cache=True, mobile=mobile)
+    live = _mopo_trainer(tmp_path / "b", fn_live, cache=False, mobile=mobile)
+    updates = {"cached": [], "live": []}
+    for name, trainer in (("cached", cached), ("live", live)):
+        learn = trainer.policy.learn
+
+        def counted(batch: Batch, *, num_real: int = 0, _name: str = name, _learn=learn):
+            updates[_name].append(batch.obs_anchor is not None)
+            return _learn(batch, num_real=num_real)
+
+        trainer.policy.learn = counted  # type: ignore[method-assign]
+        torch.manual_seed(5)
+        trainer.train()
+    assert all(updates["cached"]) and not any(updates["live"])  # every batch carried anchors
+    assert cached.model_buffer.has_anchors and not live.model_buffer.has_anchors
+    for field in ("obs", "action", "reward", "next_obs", "done"):  # the same rollouts
+        torch.testing.assert_close(cached.model_buffer.stored(field), live.model_buffer.stored(field))
+    rows = cached.model_buffer.sample_all()
+    torch.testing.assert_close(rows.obs_anchor, rows.obs + 0.3 * fn_cached.net(rows.obs))
+    torch.testing.assert_close(rows.next_obs_anchor, rows.next_obs + 0.3 * fn_cached.net(rows.next_obs))
+    for name in cached.policy.nets:
+        assert_params_close(cached.policy.nets[name], live.policy.nets[name], rtol=1e-4, atol=1e-5)
+    # the model buffer's anchors survive a checkpoint round trip
+    restored = ReplayBuffer(cached.model_buffer.capacity, OBS_DIM, ACTION_DIM)
+    restored.load_state_dict(cached.model_buffer.state_dict())
+    torch.testing.assert_close(restored.sample_all().next_obs_anchor, rows.next_obs_anchor)
+
+
+def test_anchors_cannot_be_added_to_rows_without_them() -> None:
+    buffer = ReplayBuffer(10, OBS_DIM, ACTION_DIM)
+    b = tiny_batch(batch_size=3)
+    buffer.add_batch(b.obs, b.action, b.reward, b.next_obs, b.done)
+    with pytest.raises(ValueError, match="whose rows have none"):
+        buffer.add_batch(b.obs, b.action, b.reward, b.next_obs, b.done, obs_anchor=b.obs,
+                         next_obs_anchor=b.next_obs)
+    with pytest.raises(ValueError, match="both"):
+        buffer.add_batch(b.obs, b.action, b.reward, b.next_obs, b.done, obs_anchor=b.obs)

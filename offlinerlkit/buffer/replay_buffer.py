@@ -24,8 +24,9 @@ class ReplayBuffer:
     action `[C, action_dim]`, reward/done `[C, 1]`, all float32.
 
     `set_anchors` attaches COCOA's anchors of the stored `obs` and `next_obs` (computed once,
-    e.g. by the trainer for a fixed dataset); samples then carry them. Any later change of the
-    contents drops them. They are derived data and are not saved.
+    e.g. by the trainer for a fixed dataset); samples then carry them. A later `add_batch`
+    without anchors drops them. A buffer filled by `add_batch` calls that all pass anchors
+    (the model-rollout buffer) keeps them per row, and saves them with its state.
 
     Args:
         capacity: maximum number of transitions held.
@@ -70,8 +71,13 @@ class ReplayBuffer:
         self._anchors = None
 
     def add_batch(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor,
-                  done: Tensor) -> None:
-        """Append rows at the write pointer, wrapping around (and overwriting) when full."""
+                  done: Tensor, *, obs_anchor: Tensor | None = None,
+                  next_obs_anchor: Tensor | None = None) -> None:
+        """Append rows at the write pointer, wrapping around (and overwriting) when full.
+
+        With `obs_anchor` and `next_obs_anchor` (`[n, obs_dim]`) the rows keep their anchors;
+        this needs a buffer that is empty or whose every row was added with anchors.
+        """
         batch = Batch(obs, action, reward.reshape(-1, 1), next_obs, done.reshape(-1, 1).float())
         self._check_shapes(batch)
         n = len(batch)
@@ -81,9 +87,32 @@ class ReplayBuffer:
         idx = (self.ptr + torch.arange(first, n, device=self.device)) % self.capacity  # [kept]
         for k in _FIELDS:
             self._data[k][idx] = getattr(batch, k)[first:].to(self.device, torch.float32)
+        if (obs_anchor is None) != (next_obs_anchor is None):
+            raise ValueError("add_batch: give both obs_anchor and next_obs_anchor, or neither")
+        if obs_anchor is None:
+            self._anchors = None
+        else:
+            self._add_anchors(idx, first, n, obs_anchor, next_obs_anchor)
         self.ptr = (self.ptr + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
-        self._anchors = None
+
+    def _add_anchors(self, idx: Tensor, first: int, n: int, obs_anchor: Tensor,
+                     next_obs_anchor: Tensor) -> None:
+        for name, anchor in (("obs_anchor", obs_anchor), ("next_obs_anchor", next_obs_anchor)):
+            if tuple(anchor.shape) != (n, self.obs_dim):
+                raise ValueError(f"replay buffer: {name} has shape {tuple(anchor.shape)}, "
+                                 f"expected ({n}, {self.obs_dim}), one per added row")
+        stored = self._anchors
+        if stored is None or stored["obs_anchor"].shape[0] != self.capacity:
+            if self.size > 0:
+                raise ValueError("replay buffer: rows added with anchors to a buffer whose rows "
+                                 "have none; add every row with its anchors")
+            stored = {k: torch.zeros(self.capacity, self.obs_dim, device=self.device)
+                      for k in ("obs_anchor", "next_obs_anchor")}
+        stored["obs_anchor"][idx] = obs_anchor[first:].detach().to(self.device, torch.float32)
+        stored["next_obs_anchor"][idx] = next_obs_anchor[first:].detach().to(self.device,
+                                                                              torch.float32)
+        self._anchors = stored
 
     def set_anchors(self, obs_anchor: Tensor, next_obs_anchor: Tensor) -> None:
         """Attach the anchors of the stored `obs` and `next_obs` rows (`[size, obs_dim]` each)."""
@@ -135,8 +164,10 @@ class ReplayBuffer:
 
     # --- persistence (arrays, never pickled objects) ---
     def state_dict(self) -> dict[str, Tensor | int]:
-        """The stored rows (first `size` only), the pointer and the capacity."""
+        """The stored rows (first `size` only), their anchors if any, the pointer, the capacity."""
         state: dict[str, Tensor | int] = {k: self._data[k][: self.size].cpu().clone() for k in _FIELDS}
+        for k, v in (self._anchors or {}).items():
+            state[k] = v[: self.size].cpu().clone()
         state.update(ptr=self.ptr, size=self.size, capacity=self.capacity)
         return state
 
@@ -155,6 +186,12 @@ class ReplayBuffer:
             self._data[k][:size] = rows.to(self.device)
         self.size, self.ptr = size, int(state["ptr"])
         self._anchors = None
+        if "obs_anchor" in state and "next_obs_anchor" in state:
+            self._anchors = {k: torch.zeros(self.capacity, self.obs_dim, device=self.device)
+                             for k in ("obs_anchor", "next_obs_anchor")}
+            for k in self._anchors:
+                self._anchors[k][:size] = torch.as_tensor(np.asarray(state[k]), dtype=torch.float32
+                                                          ).to(self.device)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the buffer to an `.npz` file atomically (temporary file, then rename)."""

@@ -188,10 +188,17 @@ class SACPolicy(BasePolicy):
         alpha = self.log_alpha.detach().exp()
         return alpha.clamp(0.0, 1.0) if self.clamp_alpha else alpha
 
-    def act_tensor(self, obs: Tensor, *, deterministic: bool = True) -> Tensor:
-        """Actions `[B, A]`: `tanh(mu)` when deterministic, else a sample (fresh actor anchors)."""
+    def act_tensor(self, obs: Tensor, *, deterministic: bool = True,
+                   anchor: Optional[Tensor] = None) -> Tensor:
+        """Actions `[B, A]`: `tanh(mu)` when deterministic, else a sample.
+
+        `anchor`: the actor's anchors of `obs` when already known (model rollouts whose rows
+        carry them); None computes them.
+        """
+        if anchor is None or self.anchors.actor_fn is None:
+            anchor = self.anchors.actor(obs)
         with torch.no_grad():
-            dist = self.actor(obs, self.anchors.actor(obs))
+            dist = self.actor(obs, anchor)
             return dist.mode() if deterministic else dist.rsample(self.generator)[0]
 
     # --- the update ---

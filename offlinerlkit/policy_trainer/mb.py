@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
+from offlinerlkit.policy.anchors import Anchors
 from offlinerlkit.policy.base import BasePolicy
 from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
 from offlinerlkit.types import Batch
@@ -23,6 +24,12 @@ class MBPolicyTrainer(MFPolicyTrainer):
     `int(batch_size * real_ratio)` dataset rows followed by model rows, and tells the policy how
     many leading rows are real (`learn(batch, num_real=...)`). The model buffer is part of the
     checkpoint, so a resumed run continues with the same rollouts.
+
+    With COCOA's deterministic anchors and `anchor_cache` (default), no update computes an
+    anchor of a row whose anchor is known: the dataset's states get theirs once before training
+    (as in `MFPolicyTrainer`), and each rollout step computes the anchors of the states it
+    writes (the dynamics and the seeker are frozen, so an anchor is a function of the state)
+    and stores them with the rows in the model buffer.
 
     Args:
         policy: a policy whose `learn` accepts `num_real` (MOPO, MOBILE).
@@ -66,21 +73,41 @@ class MBPolicyTrainer(MFPolicyTrainer):
         self.model_buffer = ReplayBuffer(capacity, self.buffer.obs_dim, self.buffer.action_dim,
                                          device=self.buffer.device)
 
+    def _row_anchors(self) -> Optional[Anchors]:
+        """The policy's anchors when rows can carry them (`anchor_cache` and one deterministic
+        function), else None."""
+        anchors = getattr(self.policy, "anchors", None)
+        if not self.anchor_cache or anchors is None or anchors.cache_fn is None:
+            return None
+        return anchors
+
     @torch.no_grad()
     def rollout(self) -> dict[str, float]:
         """Roll the policy out in the model from dataset states into the model buffer."""
-        obs = self.buffer.sample(self.rollout_batch_size).obs
+        start = self.buffer.sample(self.rollout_batch_size)
+        obs, anchors = start.obs, self._row_anchors()
+        if anchors is not None and len(self.model_buffer) and not self.model_buffer.has_anchors:
+            anchors = None  # rows of a run resumed from an older checkpoint carry none
+        obs_anchor = None
+        if anchors is not None:
+            obs_anchor = start.obs_anchor if start.obs_anchor is not None else anchors.precompute(obs)
         rewards, num = [], 0
         for _ in range(self.rollout_length):
-            action = self.policy.act_tensor(obs, deterministic=False)
+            if obs_anchor is None:
+                action = self.policy.act_tensor(obs, deterministic=False)
+            else:  # the stored anchors stand for the actor's (one deterministic function)
+                action = self.policy.act_tensor(obs, deterministic=False, anchor=obs_anchor)
             next_obs, reward, terminal, _ = self.dynamics.step(obs, action, sampling="random_elite")
-            self.model_buffer.add_batch(obs, action, reward, next_obs, terminal)
+            next_anchor = None if anchors is None else anchors.precompute(next_obs)
+            self.model_buffer.add_batch(obs, action, reward, next_obs, terminal,
+                                        obs_anchor=obs_anchor, next_obs_anchor=next_anchor)
             num += obs.shape[0]
             rewards.append(reward.reshape(-1))
             alive = ~terminal.reshape(-1)
             if not bool(alive.any()):
                 break
             obs = next_obs[alive]
+            obs_anchor = None if next_anchor is None else next_anchor[alive]
         reward_all = torch.cat(rewards)
         info = {"rollout_info/num_transitions": float(num),
                 "rollout_info/reward_mean": reward_all.mean().item(),
@@ -91,7 +118,7 @@ class MBPolicyTrainer(MFPolicyTrainer):
         return info
 
     def uses_dataset_anchors(self) -> bool:
-        return not self.use_rollouts  # mixed real + model batches compute their anchors
+        return True  # model rows carry their own anchors (rollout), dataset rows precomputed ones
 
     def train_step(self) -> dict[str, float]:
         if self.use_rollouts and self.num_timesteps % self.rollout_freq == 0:
