@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_helpers import run_script_without
 from test_table import fake_run
 
 from offlinerlkit.pipeline import (
@@ -110,10 +110,7 @@ def test_a_missing_matplotlib_names_the_install_command(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     with pytest.raises(MissingExtraError, match=r'pip install -e "\.\[plot\]"'):
         draw_learning_curves(find_policy_runs([tmp_path]))
-    code = ("import runpy, sys; sys.modules['matplotlib'] = None; "
-            f"sys.argv = ['plotter.py', '--roots', {str(tmp_path)!r}]; "
-            f"runpy.run_path({str(PLOTTER)!r}, run_name='__main__')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = run_script_without("matplotlib", PLOTTER, "--roots", str(tmp_path))
     assert proc.returncode == 1
     assert proc.stderr.strip() == ('plotter.py: error: matplotlib is not installed; install it with '
                                    'pip install -e ".[plot]"')

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from script_helpers import run_script_without
 from sim_data import write_task_file
 from test_pipeline import TINY
 
@@ -70,11 +70,7 @@ def test_two_trial_sweep_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_a_missing_ray_names_the_install_command(tmp_path: Path) -> None:
-    code = ("import runpy, sys; sys.modules['ray'] = None; "
-            f"sys.path.insert(0, {str(Path(sweep.__file__).parent)!r}); "
-            f"sys.argv = ['sweep.py', '--tasks', {TASK!r}, '--log_dir', {str(tmp_path)!r}]; "
-            f"runpy.run_path({sweep.__file__!r}, run_name='__main__')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = run_script_without("ray", Path(sweep.__file__), "--tasks", TASK, "--log_dir", str(tmp_path))
     assert proc.returncode == 1
     assert proc.stderr.strip() == ('sweep.py: error: ray is not installed; install it with '
                                    'pip install -e ".[ray]"')
