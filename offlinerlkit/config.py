@@ -7,6 +7,7 @@ mean something; `opt` records other accepted spellings (short forms, older names
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -100,6 +101,39 @@ class DynamicsOptions:
 
 
 @dataclass(frozen=True)
+class LoadedDynamicsSizes:
+    """The original's dynamics-size flags in the scripts that only load dynamics (CQL, IQL).
+
+    The original overwrites them from the loaded run's `hyper_param.json` (spec 9.2); here the
+    sizes come from the dynamics file itself, so a value given on the command line is only
+    checked against it (`check_dynamics_sizes`), and a contradiction is refused.
+    """
+
+    dynamics_hidden_dims: Optional[tuple[int, ...]] = opt(
+        None, "hidden sizes of the --load_dynamics_path model (checked; the file decides)", "-dhd")
+    num_ensemble: Optional[int] = opt(
+        None, "members of the --load_dynamics_path model (checked)", "-ne", "--n_ensemble")
+    num_elites: Optional[int] = opt(None, "elites of the --load_dynamics_path model (checked)",
+                                    "--n_elites")
+
+    def check_dynamics_sizes(self, *, hidden_dims: Sequence[int], num_members: int,
+                             num_elites: int, path: str) -> None:
+        """Raise `ValueError` when a given size flag disagrees with the loaded dynamics."""
+        pairs = (("dynamics_hidden_dims", self.dynamics_hidden_dims, tuple(hidden_dims)),
+                 ("num_ensemble", self.num_ensemble, num_members),
+                 ("num_elites", self.num_elites, num_elites))
+        wrong = [f"--{name} {_flag_value(given)} (the file has {_flag_value(found)})"
+                 for name, given, found in pairs if given is not None and given != found]
+        if wrong:
+            raise ValueError(f"the dynamics at {path} contradict {'; '.join(wrong)}: drop the flag "
+                             "(the sizes are read from the file) or load dynamics of that size")
+
+
+def _flag_value(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+@dataclass(frozen=True)
 class SACOptions:
     """Actor-critic options shared by CQL, MOPO and MOBILE (the original's flag names)."""
 
@@ -133,6 +167,15 @@ class ModelRolloutOptions:
     model_retain_epochs: int = opt(5, "rollouts kept in the model buffer")
     real_ratio: float = opt(0.05, "fraction of dataset rows in each batch", "-rr")
     penalty_coef: Optional[float] = opt(None, "uncertainty penalty (default: task preset, else the algorithm's)", "-pc")
+
+    def __post_init__(self) -> None:
+        _chain_post_init(ModelRolloutOptions, self)
+        if self.rollout_length is not None and self.rollout_length < 1:
+            raise ValueError(
+                f"--rollout_length must be at least 1, got {self.rollout_length} (the original then "
+                "trained on batches of only batch_size * real_ratio dataset rows, and MOBILE "
+                "crashed); to train on dataset rows only, use --rollout_augmentation False "
+                "--real_ratio 1")
 
     def trainer_kwargs(self, dynamics: object, rollout_length: int) -> dict[str, object]:
         """The `MBPolicyTrainer` keyword arguments these options give (`rollout_length` resolved)."""

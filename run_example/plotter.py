@@ -4,18 +4,21 @@
     python run_example/plotter.py --roots log --algos cql --tasks hopper-medium walker2d-medium \
         --smooth 10 --output curves.png
 
-One panel per task (a row per algorithm); in each, the mean over seeds of
-`eval/normalized_episode_reward` at every `timestep`, with a ± one-std band. Needs
+One panel per algorithm and task with offline policy runs (the dataset maker's online SAC run is
+not one); in each, the mean over seeds of `eval/normalized_episode_reward` at every `timestep`,
+with a ± one-std band. Needs
 `pip install -e ".[plot]"` (matplotlib). See docs/PIPELINE.md.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from offlinerlkit.pipeline import find_policy_runs, plot_learning_curves
 from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.extras import MissingExtraError
 
 
 @dataclass(frozen=True)
@@ -42,4 +45,7 @@ def main(cfg: PlotConfig) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_config(PlotConfig))
+    try:
+        main(parse_config(PlotConfig))
+    except MissingExtraError as exc:
+        sys.exit(f"plotter.py: error: {exc}")

@@ -17,19 +17,18 @@ import numpy as np
 import torch
 
 from offlinerlkit.anchor.build import build_anchor_setup
-from offlinerlkit.config import CocoaOptions, RunConfig, SACOptions
-from offlinerlkit.dynamics.io import load_dynamics
+from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig, SACOptions
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.cql import CQLPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import resolve_device, run_policy_training
+from offlinerlkit.utils.experiment import load_anchor_dynamics, run_policy_training
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
 
 
 @dataclass(frozen=True)
-class CQLConfig(RunConfig, SACOptions, CocoaOptions):
+class CQLConfig(RunConfig, SACOptions, CocoaOptions, LoadedDynamicsSizes):
     """CQL (OfflineRL-Kit defaults; spec 9.3)."""
 
     cql_weight: float = opt(5.0, "weight of the conservative term")
@@ -52,10 +51,7 @@ def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
         cfg = resumed_config(cfg)
     task = parse_task(cfg.task)
     auto_alpha = True if cfg.auto_alpha is None else cfg.auto_alpha
-    dynamics = None
-    if cfg.load_dynamics_path:  # used only for COCOA's anchor rollouts
-        dynamics = load_dynamics(cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim,
-                                 action_dim=task.action_dim, device=resolve_device(cfg.device))
+    dynamics = load_anchor_dynamics(cfg, task)  # used only for COCOA's anchor rollouts
 
     def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
               ) -> tuple[CQLPolicy, dict[str, Any]]:

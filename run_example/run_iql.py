@@ -19,21 +19,20 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from offlinerlkit.anchor.build import build_anchor_setup
-from offlinerlkit.config import CocoaOptions, RunConfig
+from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig
 from offlinerlkit.datasets.transforms import normalize_rewards_by_return_range
-from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.modules.build import build_critics, build_gaussian_actor
 from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import resolve_device, run_policy_training
+from offlinerlkit.utils.experiment import load_anchor_dynamics, run_policy_training
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
 
 
 @dataclass(frozen=True)
-class IQLConfig(RunConfig, CocoaOptions):
+class IQLConfig(RunConfig, CocoaOptions, LoadedDynamicsSizes):
     """IQL (OfflineRL-Kit defaults; spec 9.4)."""
 
     task: str = opt("hopper-medium-replay-v2", "D4RL task, e.g. hopper-medium-replay-v2")
@@ -48,6 +47,9 @@ class IQLConfig(RunConfig, CocoaOptions):
     expectile: float = opt(0.7, "expectile of the value loss", "--expt")
     temperature: float = opt(3.0, "inverse temperature of the advantage weights", "-tp")
     layernorm: bool = opt(False, "LayerNorm in the backbones", "-ln")
+    norm_reward: bool = opt(
+        False, "the original's NeoRL-only switch: D4RL MuJoCo rewards are always scaled by "
+        "1000 / return range (as in the original), so it changes nothing here", "-nr")
 
 
 def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
@@ -56,10 +58,7 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     if cfg.resume:
         cfg = resumed_config(cfg)
     task = parse_task(cfg.task)
-    dynamics = None
-    if cfg.load_dynamics_path:  # used only for COCOA's anchor rollouts
-        dynamics = load_dynamics(cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim,
-                                 action_dim=task.action_dim, device=resolve_device(cfg.device))
+    dynamics = load_anchor_dynamics(cfg, task)  # used only for COCOA's anchor rollouts
 
     def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
               ) -> tuple[IQLPolicy, dict[str, Any]]:

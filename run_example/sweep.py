@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 from offlinerlkit.pipeline.runner import ALGOS, VARIANTS
 from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.extras import MissingExtraError, import_extra
 
 HERE = Path(__file__).resolve().parent
 GRID_FILE = "cocoa_sweep.json"
@@ -141,8 +142,10 @@ def parse_args(argv: Sequence[str]) -> tuple[SweepConfig, list[str]]:
 
 def run_sweep(cfg: SweepConfig, forwarded: Sequence[str]) -> Any:
     """Start or resume the Tune experiment of `cfg`; returns Tune's `ResultGrid`."""
-    import ray
-    from ray import tune
+    try:
+        ray, tune = import_extra("ray", "ray"), import_extra("ray.tune", "ray")
+    except MissingExtraError as exc:
+        raise SystemExit(f"sweep.py: error: {exc}") from exc
 
     log_dir = Path(cfg.log_dir).resolve()
     storage = Path(cfg.storage_path).resolve() if cfg.storage_path else log_dir / "ray_results"

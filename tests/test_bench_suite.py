@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from readme_commands import readme_lines
 from torch import nn
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -178,10 +178,8 @@ def test_counted_flops_of_one_linear_with_input_gradient() -> None:
 def test_readme_suite_commands_run() -> None:
     """Every `python benchmarks/suite.py` command in README.md, with only shrinking flags added
     (its own sections and algorithms stay; batch 16 keeps CQL+COCOA's update short)."""
-    text = (BENCHMARKS.parent / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    commands = [shlex.split(ln, comments=True) for b in blocks for ln in b.splitlines()
-                if ln.strip().startswith("python benchmarks/suite.py")]
+    commands = [shlex.split(ln, comments=True) for ln in readme_lines()
+                if ln.startswith("python benchmarks/suite.py")]
     assert commands, "README.md lost its `python benchmarks/suite.py` commands"
     for argv in commands:
         stdout = run_suite(*argv[2:], *SMALL, "--batch_size", "16").stdout

@@ -50,6 +50,10 @@ def test_stage_b_writes_the_original_files(stages: dict[str, Path]) -> None:
     with open(run / "record" / "anchor_seeker_training_progress.csv") as fh:
         losses = [float(r["train/anchor_seeking_loss"]) for r in csv.DictReader(fh)]
     assert len(losses) == 3 and all(np.isfinite(losses))
+    with open(run / "record" / "reverse_dynamics_training_progress.csv") as fh:
+        columns = set(next(csv.DictReader(fh)))  # the original's names for the reverse model
+    assert {"loss/reverse_dynamics_train_loss", "loss/reverse_dynamics_holdout_loss"} <= columns
+    assert not any(c.startswith("loss/dynamics_") for c in columns)
 
 
 @pytest.mark.parametrize("name", ["cql", "iql", "mopo", "mobile"])

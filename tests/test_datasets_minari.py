@@ -102,8 +102,8 @@ def test_missing_minari_dataset_lists_the_store(tmp_path, monkeypatch):
 
 
 def test_load_local_minari_dataset(tmp_path, monkeypatch):
-    minari = pytest.importorskip("minari")
-    gym = pytest.importorskip("gymnasium")
+    import gymnasium as gym
+    import minari
     from minari.data_collector.episode_buffer import EpisodeBuffer
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "store"))

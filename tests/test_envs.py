@@ -4,14 +4,12 @@ from __future__ import annotations
 import sys
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
-pytest.importorskip("mujoco")
-gym = pytest.importorskip("gymnasium")
-
-from offlinerlkit.envs import make_env, task_of  # noqa: E402
-from offlinerlkit.utils.tasks import parse_task  # noqa: E402
+from offlinerlkit.envs import make_env, task_of
+from offlinerlkit.utils.tasks import parse_task
 
 TASKS = ["halfcheetah-medium-v2", "hopper-medium-replay-v2", "walker2d-random-v2"]
 

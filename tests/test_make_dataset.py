@@ -1,7 +1,6 @@
 """Locally made D4RL-protocol datasets: recording, names, behaviour policies, the script, SAC."""
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 
@@ -118,8 +117,6 @@ def test_random_dataset_roundtrip_shapes_and_flags(small_random) -> None:
 def test_public_loader_resolves_replica_names(small_random, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     """`load_dataset("replica:...")` reads the replica folder and never D4RL's (and vice versa)."""
-    if "dataset_source" not in inspect.signature(find_dataset).parameters:
-        pytest.skip("offlinerlkit.datasets.loading does not resolve replica names yet")
     _, path = small_random
     monkeypatch.setenv(REPLICA_DIR_ENV, str(path.parent))
     monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path))

@@ -139,6 +139,13 @@ def test_alpha_is_clamped_to_one() -> None:
     assert policy.alpha.item() == 1.0  # type: ignore[union-attr]
 
 
+def test_target_entropy_zero_is_honoured() -> None:
+    """The original's falsy test turned 0 into -A (docs/FIDELITY.md); 0 means 0 here."""
+    assert make_sac(False).target_entropy == -ACTION_DIM
+    assert make_sac(False, target_entropy=0.0).target_entropy == 0.0
+    assert make_sac(False, target_entropy=-1.5).target_entropy == -1.5
+
+
 # --- equivalences ---
 @pytest.mark.parametrize("cocoa", [False, True], ids=["plain", "cocoa"])
 def test_one_adam_over_the_ensemble_equals_one_adam_per_critic(cocoa: bool) -> None:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from script_helpers import run_script_without
 from sim_data import write_task_file
 from test_pipeline import TINY
 
@@ -66,3 +67,10 @@ def test_two_trial_sweep_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.Mo
     # another grid under the same name is refused
     with pytest.raises(SystemExit, match="another grid"):
         sweep.main(argv[:7] + ["2"] + argv[8:])
+
+
+def test_a_missing_ray_names_the_install_command(tmp_path: Path) -> None:
+    proc = run_script_without("ray", Path(sweep.__file__), "--tasks", TASK, "--log_dir", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ('sweep.py: error: ray is not installed; install it with '
+                                   'pip install -e ".[ray]"')

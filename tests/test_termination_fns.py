@@ -251,7 +251,6 @@ def _simulate(task: str, *, num_episodes: int, steps_after_fall: int, seed: int 
 def test_agrees_with_simulator_on_rollouts(
     task: str, z_min: float, z_max: float, angle_max: float
 ) -> None:
-    pytest.importorskip("mujoco")
     obs, action, next_obs, terminated, pose = _simulate(task, num_episodes=96, steps_after_fall=30)
     assert obs.dtype == next_obs.dtype == np.float32
     done = get_termination_fn(task)(
@@ -295,7 +294,6 @@ def _boundary_states(task: str, rng: np.random.Generator):
 
 @pytest.mark.parametrize("task", ["hopper-medium-v2", "walker2d-medium-v2"])
 def test_agrees_with_simulator_at_boundaries(task: str) -> None:
-    pytest.importorskip("mujoco")
     from offlinerlkit.envs import make_env
 
     env = make_env(task, seed=0)
@@ -318,7 +316,6 @@ def test_agrees_with_simulator_at_boundaries(task: str) -> None:
 
 def test_hopper_velocity_bound_is_unobservable() -> None:
     """The simulator's |qvel| < 100 check cannot be seen: observations clip velocities to ±10."""
-    pytest.importorskip("mujoco")
     from offlinerlkit.envs import make_env
 
     env = make_env("hopper-medium-v2", seed=0)
@@ -334,7 +331,6 @@ def test_hopper_velocity_bound_is_unobservable() -> None:
 
 
 def test_halfcheetah_never_terminates_on_rollouts() -> None:
-    pytest.importorskip("mujoco")
     obs, action, next_obs, terminated, _ = _simulate(
         "halfcheetah-medium-v2", num_episodes=8, steps_after_fall=0
     )

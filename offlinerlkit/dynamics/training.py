@@ -21,7 +21,7 @@ import torch
 from offlinerlkit.config import DynamicsOptions
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics, TerminationFn
-from offlinerlkit.dynamics.fit import FitResult, fit_ensemble
+from offlinerlkit.dynamics.fit import HOLDOUT_LOSS_KEY, TRAIN_LOSS_KEY, FitResult, fit_ensemble
 from offlinerlkit.dynamics.io import save_dynamics
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.logger import Logger
@@ -30,6 +30,9 @@ from offlinerlkit.utils.run_dir import RunDir
 log = logging.getLogger(__name__)
 
 Direction = Literal["forward", "reverse"]
+#: The original's reverse-dynamics trainer logs its losses under names of their own.
+REVERSE_METRIC_NAMES = {TRAIN_LOSS_KEY: "loss/reverse_dynamics_train_loss",
+                        HOLDOUT_LOSS_KEY: "loss/reverse_dynamics_holdout_loss"}
 
 
 def build_dynamics(options: DynamicsOptions, spec: EnvSpec, *, direction: Direction,
@@ -62,7 +65,8 @@ def train_dynamics(
     """Fit `dynamics` on a transition dict and save it (checkpoints and `model/`).
 
     Per-epoch metrics go to the `dynamics` (or `reverse_dynamics`) CSV and TensorBoard with
-    timestep = epoch. The metadata stored in each file records the task, the direction and the
+    timestep = epoch, as `loss/dynamics_{train,holdout}_loss` (reverse:
+    `loss/reverse_dynamics_{train,holdout}_loss`, the original's names). The metadata stored in each file records the task, the direction and the
     training options, so `load_dynamics` can validate it later.
     """
     device = dynamics.device
@@ -74,8 +78,10 @@ def train_dynamics(
     meta = {"task": task, "training": asdict(options), **(metadata or {})}
     meta = {k: (list(v) if isinstance(v, tuple) else v) for k, v in meta.items()}
 
+    names = REVERSE_METRIC_NAMES if dynamics.direction == "reverse" else {}
+
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        logger.record_dict(metrics)
+        logger.record_dict({names.get(k, k): v for k, v in metrics.items()})
         logger.dump(epoch, phase=phase)
 
     def checkpoint(kind: str) -> None:

@@ -24,7 +24,12 @@ from offlinerlkit.pipeline.artifacts import (
     find_policy_run,
     match_fields,
 )
-from offlinerlkit.pipeline.plots import aggregate_curves, plot_learning_curves, smooth_curve
+from offlinerlkit.pipeline.plots import (
+    aggregate_curves,
+    draw_learning_curves,
+    plot_learning_curves,
+    smooth_curve,
+)
 from offlinerlkit.pipeline.results import (
     PolicyRun,
     data_kind,
@@ -69,6 +74,7 @@ __all__ = [
     "StageOutcome",
     "StageSpec",
     "aggregate_curves",
+    "draw_learning_curves",
     "artifact_seed_for",
     "build_table",
     "completed_epochs",

@@ -1,7 +1,9 @@
 """Reading finished (or running) policy runs back from their run folders.
 
 A policy run is a run directory with `record/hyper_param.json` (no `stage` key: dynamics and
-seeker runs have one) and `record/policy_training_progress.csv`. What is read:
+seeker runs have one) whose configuration trains a policy offline on a task (`task` and `epoch`
+fields; the replica maker's online SAC run counts `train_steps` instead and is not one), and
+`record/policy_training_progress.csv`. What is read:
 
 * algorithm and variant: from `record/pipeline.json` when the pipeline made the run, else from
   the config's algorithm-specific fields (`cql_weight` -> CQL, `expectile` -> IQL,
@@ -170,13 +172,15 @@ def _variant_of(record: dict) -> str:
 
 
 def load_policy_run(run: str | Path) -> Optional[PolicyRun]:
-    """Read one run directory; None when it is not a policy run with a progress file."""
+    """Read one run directory; None when it is not an offline policy run with a progress file."""
     run = Path(run)
     record = read_record(run)
     progress = run / "record" / PROGRESS_FILE
     if record is None or "stage" in record or not progress.is_file():
         return None
     config = record["config"]
+    if not (config.get("task") and "epoch" in config):
+        return None  # not an offline policy run (e.g. the replica maker's online SAC run)
     pipeline: dict = {}
     pipeline_file = run / "record" / "pipeline.json"
     if pipeline_file.is_file():

@@ -111,7 +111,7 @@ class MBPolicyTrainer(MFPolicyTrainer):
         reward_all = torch.cat(rewards)
         info = {"rollout_info/num_transitions": float(num),
                 "rollout_info/reward_mean": reward_all.mean().item(),
-                "rollout_info/reward_std": reward_all.std(unbiased=False).item()}
+                "rollout_info/reward_std": reward_all.std().item()}  # unbiased, as the original
         self.logger.info(f"num rollout transitions: {num}, reward mean: "
                          f"{info['rollout_info/reward_mean']:.4f}, reward std: "
                          f"{info['rollout_info/reward_std']:.4f}")

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +22,10 @@ from offlinerlkit.utils.memory import keep_freed_memory
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.run_record import software_versions
 from offlinerlkit.utils.speed import apply_speed_options, step_context
+from offlinerlkit.utils.tasks import TaskInfo
+
+if TYPE_CHECKING:
+    from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +174,25 @@ def run_policy_training(
             logger.rewind(trainer.num_timesteps, phase="policy")  # rows after it come again
         trainer.train()
     return run_dir.path
+
+
+def load_anchor_dynamics(cfg: Any, task: TaskInfo) -> Optional[EnsembleDynamics]:
+    """The forward dynamics of a model-free COCOA run (CQL, IQL), or None without them.
+
+    `cfg` is a `CocoaOptions` + `LoadedDynamicsSizes` config: the dynamics come from
+    `--load_dynamics_path` (used only for the anchor rollouts), and any of the original's size
+    flags given (`-dhd`, `-ne`, `--n_elites`) must agree with the loaded file.
+    """
+    if not cfg.load_dynamics_path:
+        return None
+    from offlinerlkit.dynamics.io import load_dynamics
+
+    dynamics = load_dynamics(cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim,
+                             action_dim=task.action_dim, device=resolve_device(cfg.device))
+    model = dynamics.model
+    cfg.check_dynamics_sizes(hidden_dims=model.hidden_dims, num_members=model.num_members,
+                             num_elites=model.num_elites, path=cfg.load_dynamics_path)
+    return dynamics
 
 
 def run_dynamics_training(
