@@ -76,7 +76,8 @@ class MakeDatasetConfig:
     overwrite: bool = opt(False, "replace existing datasets and policies")
     num_envs: int = opt(8, "simulators stepped together when sampling")
     device: str = opt("auto", "torch device: auto, cpu, cuda, ...")
-    threads: Optional[int] = opt(None, "torch CPU threads (1 is fastest for these small networks)")
+    threads: Optional[int] = opt(1, "torch CPU threads (1: these small networks gain little from "
+                                     "more, and lose much when another process is busy)")
     progress: bool = opt(True, "show progress bars")
     hidden_dims: tuple[int, ...] = opt((256, 256), "SAC actor/critic widths")
     batch_size: int = opt(256, "SAC minibatch size")

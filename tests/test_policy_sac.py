@@ -24,7 +24,7 @@ from policy_helpers import (
 )
 from torch import nn
 
-from offlinerlkit.policy.anchors import AnchorPair, Anchors, CountingAnchorFn
+from offlinerlkit.policy.anchors import AnchorPair, Anchors, CountingAnchorFn, repeat_rows
 from offlinerlkit.policy.mopo import MOPOPolicy
 from offlinerlkit.policy.sac import SACPolicy
 from offlinerlkit.types import Batch
@@ -52,9 +52,10 @@ def test_anchors_compute_once_per_batch_and_share_one_function() -> None:
     pair = Anchors(fn, fn)(obs)
     assert fn.calls == 1 and pair.actor is pair.critic
     torch.testing.assert_close(pair.actor, 0.9 * obs)
-    rep = pair.repeat_interleave(3)
-    assert rep.actor is rep.critic and rep.actor.shape == (18, OBS_DIM)
-    torch.testing.assert_close(rep.actor, (0.9 * obs).unsqueeze(1).repeat(1, 3, 1).view(18, -1))
+    rep = repeat_rows(pair.actor, 3)  # the layout of obs.repeat_interleave(3, 0)
+    assert rep is not None and rep.shape == (18, OBS_DIM)
+    torch.testing.assert_close(rep, (0.9 * obs).unsqueeze(1).repeat(1, 3, 1).view(18, -1))
+    assert repeat_rows(None, 3) is None
 
     fa, fc = scaled_anchor_fn(0.5), scaled_anchor_fn(0.7)
     pair = Anchors(fa, fc)(obs)

@@ -55,10 +55,6 @@ class AnchorSetup:
     backbone_dims: Optional[tuple[int, ...]] = None
     record: dict[str, Any] = field(default_factory=lambda: {"cocoa": False})
 
-    @property
-    def enabled(self) -> bool:
-        return self.actor_anchor_fn is not None or self.critic_anchor_fn is not None
-
 
 def build_anchor_setup(options: CocoaOptions, *, algo: str, task: str, spec: EnvSpec,
                        dynamics: Optional[EnsembleDynamics], dataset_obs: Optional[np.ndarray],

@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
 
@@ -58,12 +57,3 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-
-def orthogonal_init_(module: nn.Module, gain: float = 2**0.5) -> nn.Module:
-    """Orthogonal weights (gain `gain`) and zero biases for every `nn.Linear` inside `module`."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Linear):
-            nn.init.orthogonal_(layer.weight, gain=gain)
-            with torch.no_grad():
-                layer.bias.zero_()
-    return module

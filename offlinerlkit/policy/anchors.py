@@ -3,7 +3,7 @@
 COCOA's networks see a state `s` through its anchor `s~ = anchor(s)` (spec §5). The anchor is a
 deterministic, frozen function of `s` alone, so an update needs it once per *distinct* batch of
 states: `s`, `s'` and (MOBILE) the model's sampled next states. Repeated states (CQL's
-`num_repeat_actions` copies, max-Q backups) reuse those anchors through `repeat_interleave`.
+`num_repeat_actions` copies, max-Q backups) reuse those anchors through `repeat_rows`.
 This replaces the original's shared STORE/REUSE/OFF handler (spec §5.4, §12.34): anchors are plain
 tensors computed here and handed to `actor(obs, anchor)` / `critics(obs, action, anchor)`.
 
@@ -45,15 +45,6 @@ class AnchorPair(NamedTuple):
     actor: Optional[Tensor]
     critic: Optional[Tensor]
 
-    def repeat_interleave(self, repeats: int) -> AnchorPair:
-        """Anchors of the states repeated `repeats` times each, row `i` -> rows `i*R .. i*R+R-1`.
-
-        This is the layout of `obs.repeat_interleave(R, 0)` (and of the original's
-        `obs.unsqueeze(1).repeat(1, R, 1).view(B * R, S)`). A shared tensor is repeated once.
-        """
-        actor = repeat_rows(self.actor, repeats)
-        critic = actor if self.critic is self.actor else repeat_rows(self.critic, repeats)
-        return AnchorPair(actor, critic)
 
 
 class Anchors:
@@ -77,10 +68,6 @@ class Anchors:
         self.actor_fn = actor_fn
         self.critic_fn = critic_fn
 
-    @property
-    def enabled(self) -> bool:
-        """Whether any network uses anchors (False for the plain algorithms)."""
-        return self.actor_fn is not None or self.critic_fn is not None
 
     def __call__(self, obs: Tensor) -> AnchorPair:
         actor = self._compute(self.actor_fn, obs)
@@ -153,9 +140,6 @@ class Anchors:
         """Only the actor's anchors of `obs` (acting, rollouts)."""
         return self._compute(self.actor_fn, obs)
 
-    def critic(self, obs: Tensor) -> Optional[Tensor]:
-        """Only the critics' anchors of `obs`."""
-        return self._compute(self.critic_fn, obs)
 
     @staticmethod
     def _compute(fn: Optional[AnchorFn], obs: Tensor) -> Optional[Tensor]:
