@@ -107,8 +107,9 @@ def test_task_info_and_env_are_the_recorded_ones() -> None:
         env = make_env(info, seed=0)
         assert env.spec.id == info.gym_id and type(env.unwrapped).__module__.endswith(module)
         env.close()
-    low_z = make_env(f"minari:{LOW_Z}", seed=0)  # the recorded keyword arguments are used
+    low_z = make_env(f"minari:{LOW_Z}", seed=0)  # the recorded keyword arguments and limit
     assert tuple(low_z.unwrapped._healthy_z_range) == (0.5, float("inf"))
+    assert parse_task(f"minari:{LOW_Z}").max_episode_steps == low_z.spec.max_episode_steps == 100
     assert get_termination_fn(hopper) is hopper_termination_fn
     assert get_termination_fn(f"minari:{WALKER}") is walker2d_termination_fn
     with pytest.raises(TaskError, match="healthy_z_range"):
@@ -153,6 +154,8 @@ def trained(store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
                 run_cql.main(run_cql.CQLConfig(**tiny, num_repeat_actions=2)),
                 run_cql.main(run_cql.CQLConfig(**tiny, num_repeat_actions=2, **cocoa_models)),
                 run_mopo.main(run_mopo.MOPOConfig(**model_based)),
+                run_mopo.main(run_mopo.MOPOConfig(**model_based, **{
+                    k: v for k, v in cocoa_models.items() if k != "load_dynamics_path"})),
                 run_mobile.main(run_mobile.MOBILEConfig(**model_based))]
         walker = run_iql.main(run_iql.IQLConfig(**dict(tiny, task=f"minari:{WALKER}")))
     return {"log": log, "dynamics": dyn, "seeker": seeker, "runs": runs, "walker": walker}
@@ -161,7 +164,7 @@ def trained(store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_every_script_trains_evaluates_and_tabulates(trained: dict) -> None:
     dyn, seeker, runs = trained["dynamics"], trained["seeker"], trained["runs"]
     assert runs[0].parts[-3:-1] == ("minari-test-hopper-collected-v0", "iql_cocoa")
-    assert runs[3].parent.name == "cql_cocoa"
+    assert runs[3].parent.name == "cql_cocoa" and runs[5].parent.name.startswith("mopo_cocoa")
     for run in (dyn, seeker, *runs):
         info = _record(run)["task_info"]
         assert (info["dataset_id"], info["dataset_version"], info["env_id"]) == (
