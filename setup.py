@@ -13,7 +13,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=7", "ruff>=0.4", "minari[hdf5]>=0.5"],
+    # minari[create] (jax): the tests make Minari datasets with its own DataCollector.
+    "test": ["pytest>=7", "ruff>=0.4", "minari[hdf5,create]>=0.5"],
     "minari": ["minari[hdf5]>=0.5"],
     # The legacy stack used to record D4RL; needs MuJoCo 2.1 binaries for mujoco-py.
     "d4rl": ["gym==0.23.1", "mujoco-py<2.2", "d4rl"],

@@ -18,6 +18,9 @@ Outputs, in --out_dir (default $COCOA_REPLICA_DIR, else ~/.cocoa/replica):
     logs/replica-<robot>/online_sac/seed_<k>_<time>/  the SAC run (hyper_param.json, CSV, TB)
 
 Train on a replica with the task prefix `replica:`, e.g. `--task replica:hopper-medium-v2`.
+With `--format minari` each level is also written as a Minari dataset in the Minari store
+($MINARI_DATASETS_PATH, else ~/.minari/datasets), `cocoa-replica/<robot>/<level>-v0`, with its
+simulator and D4RL's reference returns: `--task minari:cocoa-replica/hopper/medium-v0`.
 Existing files are never replaced without --overwrite.
 """
 from __future__ import annotations
@@ -74,6 +77,8 @@ class MakeDatasetConfig:
                                       "(policies/<robot>/<level>.pt) instead of training; the "
                                       "file is named after the policy's level (--levels unused)")
     overwrite: bool = opt(False, "replace existing datasets and policies")
+    format: Literal["hdf5", "minari"] = opt("hdf5", "hdf5: replica HDF5 files; minari: those and "
+                                            "each level as a Minari dataset too")
     num_envs: int = opt(8, "simulators stepped together when sampling")
     device: str = opt("auto", "torch device: auto, cpu, cuda, ...")
     threads: Optional[int] = opt(1, "torch CPU threads (1: these small networks gain little from "
@@ -224,6 +229,13 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
     print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
     for lv, path in result.policy_paths.items():
         print(f"policy {lv}: {path}")
+    if cfg.format == "minari":
+        from offlinerlkit.datasets.minari_writer import export_replica_to_minari
+
+        for level in result.levels.values():
+            dataset_id, folder = export_replica_to_minari(level.path, robot=level.robot,
+                                                          level=level.level, overwrite=cfg.overwrite)
+            print(f"Minari dataset {dataset_id}: {folder} (--task minari:{dataset_id})")
     return result
 
 

@@ -75,7 +75,7 @@ def main(cfg: MOBILEConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = Non
     task = parse_task(cfg.task)
     dynamics = load_dynamics(
         cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim, action_dim=task.action_dim,
-        device=resolve_device(cfg.device), termination_fn=get_termination_fn(task.name))
+        device=resolve_device(cfg.device), termination_fn=get_termination_fn(task))
 
     def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
               ) -> tuple[MOBILEPolicy, dict[str, Any]]:

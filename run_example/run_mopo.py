@@ -70,7 +70,7 @@ def main(cfg: MOPOConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     task = parse_task(cfg.task)
     dynamics = load_dynamics(
         cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim, action_dim=task.action_dim,
-        device=resolve_device(cfg.device), termination_fn=get_termination_fn(task.name),
+        device=resolve_device(cfg.device), termination_fn=get_termination_fn(task),
         penalty_coef=values["penalty_coef"], uncertainty_mode=cfg.uncertainty_mode)
 
     def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]

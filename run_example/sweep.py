@@ -30,6 +30,8 @@ from typing import Any, Optional
 from offlinerlkit.pipeline.runner import ALGOS, VARIANTS
 from offlinerlkit.utils.cli import opt, parse_config
 from offlinerlkit.utils.extras import MissingExtraError, import_extra
+from offlinerlkit.utils.run_dir import safe_name
+from offlinerlkit.utils.tasks import parse_task
 
 HERE = Path(__file__).resolve().parent
 GRID_FILE = "cocoa_sweep.json"
@@ -63,6 +65,8 @@ class SweepConfig:
         for name in ("tasks", "algos", "variants", "seeds"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} needs at least one value")
+        for task in self.tasks:  # before Ray starts: names, and Minari datasets in the store
+            parse_task(task)
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise ValueError("--cpus_per_trial must be > 0 and --gpus_per_trial >= 0")
 
@@ -90,7 +94,7 @@ def pipeline_trial(config: dict[str, Any]) -> None:
 
 def _trial_name(trial: Any) -> str:
     c = trial.config
-    return f"{c['algo']}_{c['variant']}_{c['task']}_seed{c['seed']}_{trial.trial_id}"
+    return f"{c['algo']}_{c['variant']}_{safe_name(c['task'])}_seed{c['seed']}_{trial.trial_id}"
 
 
 def _local_auth_token(storage: Path) -> None:

@@ -96,7 +96,9 @@ def test_missing_minari_dataset_lists_the_store(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "store"))
     with pytest.raises(DatasetNotFoundError) as err:
         find_dataset("minari:mujoco/hopper/medium-v0")
-    assert str(tmp_path / "store" / "mujoco" / "hopper" / "medium-v0" / "data") in str(err.value)
+    assert err.value.places == (str(tmp_path / "store" / "mujoco" / "hopper" / "medium-v0" / "data"),)
+    assert str(tmp_path / "store") in str(err.value) and "local ids: none" in str(err.value)
+    assert "minari download mujoco/hopper/medium-v0" in str(err.value)
     with pytest.raises(ValueError, match="MINARI_DATASETS_PATH"):
         find_dataset("minari:mujoco/hopper/medium-v0", dataset_path=tmp_path)
 

@@ -21,7 +21,6 @@ import importlib
 import importlib.util
 import logging
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,7 @@ import numpy as np
 
 from offlinerlkit.datasets.errors import DatasetError, DatasetNotFoundError
 from offlinerlkit.datasets.hdf5 import read_d4rl_hdf5
-from offlinerlkit.datasets.minari_data import (
-    MINARI_PREFIX,
-    minari_dataset_dir,
-    read_minari_episodes,
-)
+from offlinerlkit.datasets.minari_data import read_minari_episodes
 from offlinerlkit.datasets.qlearning import qlearning_dataset
 from offlinerlkit.datasets.replica import (
     REPLICA_SOURCE,
@@ -45,7 +40,14 @@ from offlinerlkit.datasets.replica import (
     replica_task_name,
     split_replica_task,
 )
-from offlinerlkit.utils.tasks import TaskError, parse_task
+from offlinerlkit.utils.minari_task import (
+    is_minari_task,
+    minari_dataset_dir,
+    minari_dataset_id,
+    missing_dataset_message,
+    require_minari,
+)
+from offlinerlkit.utils.tasks import parse_task
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +57,6 @@ D4RL_DIR_ENV = "D4RL_DATASET_DIR"
 SourceKind = Literal["path", "d4rl_dir", "d4rl_package", "minari", "replica"]
 #: Where a D4RL task's data may come from: D4RL's own files, or a locally made replica.
 DatasetSourceName = Literal["d4rl", "replica"]
-
-_MINARI_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*-v\d+$")
-
 
 @dataclass(frozen=True)
 class DatasetSource:
@@ -112,40 +111,18 @@ def _d4rl_package_dirs() -> list[Path] | None:
 
 
 def _find_minari(task: str, dataset_path: str | os.PathLike | None) -> DatasetSource:
-    dataset_id = task[len(MINARI_PREFIX):].strip()
-    if not _MINARI_ID_RE.match(dataset_id) or ".." in dataset_id.split("/"):
-        raise TaskError(
-            f"invalid Minari dataset id {dataset_id!r} in task {task!r}: expected "
-            "'minari:<namespace>/<name>-v<version>', e.g. 'minari:mujoco/hopper/medium-v0'"
-        )
+    dataset_id = minari_dataset_id(task)
     if dataset_path is not None:
         raise ValueError(
             f"dataset_path ({dataset_path}) applies to D4RL HDF5 files; a Minari dataset "
             f"('{task}') is read from the Minari store: set MINARI_DATASETS_PATH to its folder"
         )
-    store = minari_dataset_dir()
-    data_dir = store / dataset_id / "data"
-    installed = importlib.util.find_spec("minari") is not None
-    if installed and data_dir.is_dir():
-        return DatasetSource(
-            kind="minari",
-            path=data_dir,
-            description=f"Minari dataset {dataset_id} at {data_dir}",
-            task=task,
-        )
-    places = [f"{data_dir} (Minari store: "
-              f"{'MINARI_DATASETS_PATH' if os.environ.get('MINARI_DATASETS_PATH') else 'default'})"]
-    why = "" if installed else (
-        " The minari package is not installed: pip install 'cocoa-rl[minari]'."
-    )
-    raise DatasetNotFoundError(
-        f"no local Minari dataset for task {task!r}.{why} Looked in:\n"
-        + "".join(f"  - {place}\n" for place in places)
-        + "Downloads are never attempted. To provide it: create or copy the dataset into "
-        f"{store} (Minari's own layout, '<id>/data/'), or set MINARI_DATASETS_PATH to the "
-        "store that holds it.",
-        places=places,
-    )
+    require_minari(task)
+    data_dir = minari_dataset_dir() / dataset_id / "data"
+    if not (data_dir / "metadata.json").is_file():
+        raise DatasetNotFoundError(missing_dataset_message(task, dataset_id), places=[str(data_dir)])
+    return DatasetSource(kind="minari", path=data_dir,
+                         description=f"Minari dataset {dataset_id} at {data_dir}", task=task)
 
 
 def find_dataset(task: str, *, dataset_path: str | os.PathLike | None = None,
@@ -167,7 +144,7 @@ def find_dataset(task: str, *, dataset_path: str | os.PathLike | None = None,
         TaskError: `task` is not a known D4RL task or a valid Minari id.
         DatasetNotFoundError: nothing was found; the message lists every place looked at.
     """
-    if isinstance(task, str) and task.strip().lower().startswith(MINARI_PREFIX):
+    if is_minari_task(task):
         return _find_minari(task.strip(), dataset_path)
     if dataset_source not in (None, "d4rl", "replica"):
         raise ValueError(f"dataset_source must be 'd4rl' or 'replica', got {dataset_source!r}")

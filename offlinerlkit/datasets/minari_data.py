@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from offlinerlkit.datasets.errors import DatasetError
+from offlinerlkit.utils.minari_task import MINARI_INSTALL, MINARI_PREFIX, minari_dataset_dir
 
-#: Prefix that marks a task name as a Minari dataset id: `minari:mujoco/hopper/medium-v0`.
-MINARI_PREFIX = "minari:"
+__all__ = ["MINARI_PREFIX", "episodes_to_transitions", "minari_dataset_dir", "read_minari_episodes"]
 
 
 def _field(episode: Any, name: str) -> Any:
@@ -102,12 +101,6 @@ def episodes_to_transitions(episodes: Iterable[Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def minari_dataset_dir() -> Path:
-    """The local Minari store: `$MINARI_DATASETS_PATH`, else `~/.minari/datasets` (as Minari)."""
-    root = os.environ.get("MINARI_DATASETS_PATH")
-    return Path(root).expanduser() if root else Path.home() / ".minari" / "datasets"
-
-
 def read_minari_episodes(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a local Minari dataset folder (the one holding `metadata.json`) as transitions.
 
@@ -126,8 +119,7 @@ def read_minari_episodes(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
         from minari import MinariDataset
     except ImportError as exc:
         raise DatasetError(
-            f"{data_dir}: reading a Minari dataset needs the minari package: "
-            "pip install 'cocoa-rl[minari]'"
+            f"{data_dir}: reading a Minari dataset needs the minari package: {MINARI_INSTALL}"
         ) from exc
     source = str(data_dir)
     try:

@@ -1,9 +1,14 @@
-"""`make_env`: a seeded gymnasium `-v4` MuJoCo environment for a D4RL task.
+"""`make_env`: a seeded gymnasium MuJoCo environment for a task (`-v4` for D4RL, the recorded one
+for Minari).
 
 Why `-v4`: D4RL recorded its data with gym's mujoco-py `-v2` environments, and gymnasium's `-v4`
 ones use the same models and rewards on the maintained `mujoco` bindings. `-v5` changes Walker2d's
 foot friction and stops paying the alive bonus on the step that falls, so it must not be used to
 score D4RL data (see `shared/spec/DATA.md`, Simulators).
+
+A Minari task (`minari:<id>`) is evaluated in the environment its dataset records
+(`TaskInfo.env_spec`: id, version, keyword arguments and time limit), never one guessed from the
+robot: Minari's MuJoCo datasets are recorded in `-v5`.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from offlinerlkit.utils.tasks import TaskInfo, parse_task
+from offlinerlkit.utils.tasks import TaskError, TaskInfo, parse_task
 
 if TYPE_CHECKING:
     import gymnasium
@@ -28,10 +33,15 @@ _V4_DEPRECATION = r".*The environment \w+-v4 is out of date"
 _KNOWN_MUJOCO_WARNING = "compiler attribute 'settotalmass' is deprecated"
 
 
+class EnvUnavailableError(TaskError):
+    """The environment a task (a Minari dataset) records cannot be made on this machine."""
+
+
 def make_env(task: str | TaskInfo, *, seed: int | None = None) -> gymnasium.Env:
     """Build the evaluation environment of a D4RL MuJoCo task.
 
-    The environment is gymnasium's `-v4` class of the task's robot (`TaskInfo.gym_id`), cut at
+    The environment is gymnasium's `-v4` class of the task's robot (`TaskInfo.gym_id`), or for a
+    Minari task the environment spec its dataset records (`TaskInfo.env_spec`), cut at
     `TaskInfo.max_episode_steps` (1000) steps, with float32 observations and a float32
     `observation_space`. The outermost wrapper carries the `TaskInfo` (see `task_of`).
 
@@ -47,7 +57,9 @@ def make_env(task: str | TaskInfo, *, seed: int | None = None) -> gymnasium.Env:
         The wrapped gymnasium environment.
 
     Raises:
-        TaskError: `task` is not a D4RL MuJoCo locomotion task.
+        TaskError: `task` is not a D4RL MuJoCo locomotion task or a usable Minari dataset.
+        EnvUnavailableError: a Minari dataset's recorded environment cannot be made here, or
+            its spaces are not the dataset's.
         ImportError: gymnasium or mujoco is not installed.
     """
     info = task if isinstance(task, TaskInfo) else parse_task(task)
@@ -63,10 +75,31 @@ def make_env(task: str | TaskInfo, *, seed: int | None = None) -> gymnasium.Env:
 
     with warnings.catch_warnings(), _mujoco_warnings_to_logging(mujoco):
         warnings.filterwarnings("ignore", message=_V4_DEPRECATION, category=DeprecationWarning)
-        env = gym.make(info.gym_id, max_episode_steps=info.max_episode_steps)
+        env = (gym.make(info.gym_id, max_episode_steps=info.max_episode_steps)
+               if info.env_spec is None else _make_recorded(gym, info))
     env = TaskEnv(env, info, seed=seed)
     if seed is not None:
         env.action_space.seed(seed)
+    return env
+
+
+def _make_recorded(gym: ModuleType, info: TaskInfo) -> gymnasium.Env:
+    """The environment of `info.env_spec` (a Minari dataset's), checked against its sizes."""
+    from gymnasium.envs.registration import EnvSpec
+
+    what = f"the environment {info.gym_id} that {info.name} records"
+    try:
+        env = gym.make(EnvSpec.from_json(info.env_spec), max_episode_steps=info.max_episode_steps)
+    except Exception as exc:  # gymnasium raises many types (Error, ImportError, TypeError, ...)
+        raise EnvUnavailableError(
+            f"{what} cannot be made here ({type(exc).__name__}: {exc}); install what it needs "
+            f"(for MuJoCo: {_INSTALL_HINT}, a gymnasium that has {info.gym_id})") from exc
+    sizes = (env.observation_space.shape, env.action_space.shape)
+    if sizes != ((info.obs_dim,), (info.action_dim,)):
+        env.close()
+        raise EnvUnavailableError(
+            f"{what} has observation/action shapes {sizes[0]}/{sizes[1]} here, but the dataset "
+            f"has {info.obs_dim}/{info.action_dim}; use the gymnasium version it was made with")
     return env
 
 

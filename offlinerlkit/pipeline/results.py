@@ -33,6 +33,7 @@ import numpy as np
 
 from offlinerlkit.pipeline.artifacts import IN_MEMORY_SOURCE, read_record
 from offlinerlkit.presets import task_key
+from offlinerlkit.utils.minari_task import is_minari_task
 from offlinerlkit.utils.tasks import REPLICA_PREFIX
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,16 @@ _SIGNATURES = (("cql_weight", "cql"), ("expectile", "iql"), ("uncertainty_mode",
 _FOLDER_ALGO = re.compile(r"^(?P<algo>[a-z0-9]+?)(?:_cocoa)?(?:_|$)")
 
 
-def data_kind(source: Optional[str], task: str = "") -> str:
-    """Classify a run's data: `d4rl`, `replica`, `minari`, `memory` or `unknown`.
+def data_kind(source: Optional[str], task: str = "", score_source: Optional[str] = None) -> str:
+    """Classify a run's data: `d4rl`, `replica`, `minari`, `minari-d4rl`, `memory` or `unknown`.
 
     Args:
         source: the recorded `dataset_source` line. D4RL-format files (found through
             `--dataset_path`, `$D4RL_DATASET_DIR`, `~/.d4rl/datasets` or the d4rl package)
             are `d4rl`; locally made replica files say `replica` in their source line.
         task: the configured task; a `replica:` task is `replica` whatever the line says.
+        score_source: the recorded `task_info.score_source`; a Minari dataset scored with
+            D4RL's reference returns (it has none of its own) is `minari-d4rl`.
     """
     if task.strip().lower().startswith(REPLICA_PREFIX):
         return "replica"
@@ -77,13 +80,19 @@ def data_kind(source: Optional[str], task: str = "") -> str:
     if "replica" in text:
         return "replica"
     if text.startswith("minari"):
-        return "minari"
+        return "minari-d4rl" if score_source == "d4rl" else "minari"
     return "d4rl"
 
 
 def paper_task_key(task: str) -> str:
-    """`hopper-medium-replay-v2` or `replica:hopper-medium-replay-v2` -> `hopper-medium-replay`."""
+    """`hopper-medium-replay-v2` or `replica:hopper-medium-replay-v2` -> `hopper-medium-replay`.
+
+    A Minari task keeps its whole name, id and version (`minari:mujoco/hopper/medium-v0`): its
+    data is not the paper's.
+    """
     name = task.strip()
+    if is_minari_task(name):
+        return name
     if name.lower().startswith(REPLICA_PREFIX):
         name = name[len(REPLICA_PREFIX):]
     return task_key(name)
@@ -127,7 +136,7 @@ class PolicyRun:
         variant: `alone`, `cocoa` or `closest_delta`.
         seed: the run's seed.
         dataset_source: the recorded source line.
-        data_kind: `d4rl`, `replica`, `minari`, `memory` or `unknown`.
+        data_kind: `d4rl`, `replica`, `minari`, `minari-d4rl`, `memory` or `unknown`.
         epochs: evaluated epochs in the progress file.
         target_epochs: epochs the run was configured for.
         finished: `model/policy.pth` exists (training reached its last epoch).
@@ -202,7 +211,8 @@ def load_policy_run(run: str | Path) -> Optional[PolicyRun]:
         path=run, task=str(config.get("task", "")), task_key=paper_task_key(str(config.get("task", ""))),
         algo=algo, variant=str(pipeline.get("variant") or _variant_of(record)),
         seed=int(config.get("seed", 0)), dataset_source=str(record.get("dataset_source", "")),
-        data_kind=data_kind(record.get("dataset_source"), str(config.get("task", ""))),
+        data_kind=data_kind(record.get("dataset_source"), str(config.get("task", "")),
+                            (record.get("task_info") or {}).get("score_source")),
         epochs=int(evaluated.sum()), target_epochs=int(config.get("epoch", 0)),
         finished=(run / "model" / "policy.pth").is_file(),
         timesteps=steps[evaluated], scores=scores[evaluated],

@@ -7,7 +7,9 @@ what the original plotter used) unless `ddof=1` is asked for; the paper does not
 used. One run per seed counts (`one_run_per_seed`); runs never evaluated are left out.
 
 Rows are tasks in the paper's order, one block per data kind (`d4rl` rows are named like the
-paper's; other kinds carry a suffix, e.g. `hopper-medium [replica]`), each block closed by an
+paper's; other kinds carry a suffix, e.g. `hopper-medium [replica]`; Minari rows are the dataset
+id with its version, `minari:mujoco/hopper/medium-v0 [minari]`, and `[minari-d4rl]` when the
+dataset has no reference returns of its own and D4RL's were used), each block closed by an
 average row: per column, the mean of the cell means over the block's tasks that have the
 cell. Its paper value is the published average when the block covers every task the paper
 averages for that column, else the mean of the paper's cells over the same tasks (marked
@@ -39,9 +41,11 @@ __all__ = ["CSV_COLUMNS", "Cell", "ResultTable", "build_table", "cell_text", "fo
 
 #: Column order of variants, and their header names.
 VARIANT_NAMES = {"alone": "alone", "cocoa": "+COCOA", "closest_delta": "+closest-delta"}
-KIND_NAMES = {"d4rl": "D4RL file", "replica": "replica", "minari": "Minari", "memory": "in-memory",
-              "unknown": "unknown source"}
-_KIND_ORDER = ("d4rl", "replica", "minari", "memory", "unknown")
+KIND_NAMES = {"d4rl": "D4RL file", "replica": "replica",
+              "minari": "Minari, scored with its own reference returns",
+              "minari-d4rl": "Minari, scored with D4RL's reference returns",
+              "memory": "in-memory", "unknown": "unknown source"}
+_KIND_ORDER = ("d4rl", "replica", "minari", "minari-d4rl", "memory", "unknown")
 
 CSV_COLUMNS = ("row", "task", "data_kind", "algo", "variant", "mean", "std", "std_ddof",
                "num_seeds", "seeds", "epochs_min", "epochs_max", "num_tasks", "paper_mean",

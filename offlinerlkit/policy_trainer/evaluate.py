@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from offlinerlkit.utils.tasks import TaskInfo, parse_task
+from offlinerlkit.utils.tasks import MAX_EPISODE_STEPS, TaskInfo, parse_task
 
 if TYPE_CHECKING:
     import gymnasium
@@ -105,7 +105,7 @@ def evaluate_policy(
     *,
     num_episodes: int,
     task: str | TaskInfo | None = None,
-    max_episode_steps: int = 1000,
+    max_episode_steps: int | None = None,
     progress: bool = False,
 ) -> EvalResult:
     """Run `num_episodes` episodes of a policy, one after the other, on one environment.
@@ -120,9 +120,10 @@ def evaluate_policy(
             (deterministic actions in the paper's protocol).
         env: a gymnasium environment with Box observation and action spaces.
         num_episodes: number of episodes (10 in the paper).
-        task: task name or `TaskInfo` giving the D4RL reference returns; without it the result
-            has no normalised score.
-        max_episode_steps: step limit per episode, on top of the environment's own.
+        task: task name or `TaskInfo` giving the reference returns (D4RL's, or a Minari
+            dataset's own); without it the result has no normalised score.
+        max_episode_steps: step limit per episode, on top of the environment's own (None: the
+            task's `max_episode_steps`, e.g. a Minari dataset's recorded limit; else 1000).
         progress: show a tqdm progress bar over episodes.
 
     Returns:
@@ -134,9 +135,11 @@ def evaluate_policy(
     """
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be positive, got {num_episodes}")
+    info = parse_task(task) if isinstance(task, str) else task
+    if max_episode_steps is None:
+        max_episode_steps = info.max_episode_steps if info is not None else MAX_EPISODE_STEPS
     if max_episode_steps < 1:
         raise ValueError(f"max_episode_steps must be positive, got {max_episode_steps}")
-    info = parse_task(task) if isinstance(task, str) else task
     action_shape = tuple(env.action_space.shape)
 
     episodes: Iterable[int] = range(num_episodes)

@@ -60,9 +60,12 @@ def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | No
              extra_record: Mapping[str, Any] | None = None) -> tuple[RunDir, Logger]:
     """Create (or, with `config.resume`, reopen) the run directory and its logger.
 
-    A new run writes `record/hyper_param.json` with the full configuration under `config`
-    plus `extra_record` (derived sizes, data source, versions). A resumed run keeps its file.
+    A new run writes `record/hyper_param.json` with the full configuration under `config`,
+    the task's data, simulator and reference scores under `task_info` (`TaskInfo.record`), plus
+    `extra_record` (derived sizes, data source, versions). A resumed run keeps its file.
     """
+    from offlinerlkit.utils.tasks import parse_task
+
     resume = getattr(config, "resume", None)
     if resume:
         run_dir = RunDir.open(resume)
@@ -77,7 +80,9 @@ def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | No
     logger = Logger(run_dir, backends=("console", "csv", "tensorboard") + (("wandb",) if wandb else ()),
                     wandb=wandb, lock=True)
     if not resume:
-        logger.write_hyper_params({"config": config_to_dict(config), **(extra_record or {})})
+        logger.write_hyper_params({"config": config_to_dict(config),
+                                   "task_info": parse_task(config.task).record(),
+                                   **(extra_record or {})})
     logger.info(f"run directory: {run_dir.path}")
     return run_dir, logger
 
@@ -212,7 +217,7 @@ def run_dynamics_training(
     from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 
     device, task, dataset, source, spec = prepare_run(cfg, dataset)
-    termination_fn = get_termination_fn(task.name) if direction == "forward" else None
+    termination_fn = get_termination_fn(task) if direction == "forward" else None
     dynamics = build_dynamics(cfg, spec, direction=direction,  # type: ignore[arg-type]
                               termination_fn=termination_fn, device=device)
     run_dir, logger = open_run(cfg, algo=algo, tags=tags, extra_record={

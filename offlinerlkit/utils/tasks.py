@@ -1,13 +1,17 @@
-"""D4RL task names: parsing, sizes, cache file names, simulator ids and normalised scores.
+"""Task names: parsing, sizes, cache file names, simulator ids and normalised scores.
 
 A D4RL MuJoCo task name is `<robot>-<level>-<version>`, e.g. `hopper-medium-replay-v2`.
 The reference returns are D4RL's own (`REF_MIN_SCORE` / `REF_MAX_SCORE`); they are the same for
-every level and version of a robot.
+every level and version of a robot. `replica:<D4RL task>` names a locally made dataset of the
+same task; `minari:<dataset id>` a local Minari dataset, whose simulator, sizes and reference
+returns are read from the dataset (`offlinerlkit.utils.minari_task`).
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 ROBOTS: dict[str, dict[str, object]] = {
     "halfcheetah": {"obs_dim": 17, "action_dim": 6, "gym_id": "HalfCheetah-v4",
@@ -47,7 +51,14 @@ class TaskInfo:
         ref_min_score, ref_max_score: D4RL's reference returns for the normalised score.
         max_episode_steps: episode time limit (1000).
         source: `d4rl` for D4RL's data, `replica` for a locally made dataset (the name then
-            carries the `replica:` prefix; `d4rl_file_name` is still D4RL's).
+            carries the `replica:` prefix; `d4rl_file_name` is still D4RL's), `minari` for a
+            Minari dataset (`minari:<id>`; level and version are the id's, `d4rl_file_name` empty).
+        score_source: whose reference returns `ref_*_score` are: `d4rl`, or `minari` (the Minari
+            dataset's own `ref_min_score`/`ref_max_score`).
+        env_spec: for Minari, the JSON of the gymnasium `EnvSpec` the dataset records for
+            evaluation (id, version, keyword arguments, time limit); None: `gym_id` as is.
+        dataset_id: the Minari dataset id (None for D4RL and replica tasks).
+        minari_version: the Minari version that wrote the dataset, when recorded.
     """
 
     name: str
@@ -62,15 +73,46 @@ class TaskInfo:
     ref_max_score: float
     max_episode_steps: int = MAX_EPISODE_STEPS
     source: str = "d4rl"
+    score_source: str = "d4rl"
+    env_spec: str | None = None
+    dataset_id: str | None = None
+    minari_version: str | None = None
 
     @property
     def d4rl_name(self) -> str:
         """The D4RL task name without the replica prefix."""
         return f"{self.robot}-{self.level}-{self.version}"
 
+    @property
+    def env_version(self) -> str | None:
+        """The simulator version of `gym_id` (`Hopper-v5` -> `v5`), None without one."""
+        head, _, version = self.gym_id.rpartition("-")
+        return version if head and re.fullmatch(r"v\d+", version) else None
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments the evaluation environment is made with (empty for D4RL)."""
+        return dict(json.loads(self.env_spec).get("kwargs") or {}) if self.env_spec else {}
+
     def normalized_score(self, raw_return: float) -> float:
-        """D4RL normalised score in percent: `100 * (R - min) / (max - min)`."""
-        return normalized_score(self.robot, raw_return)
+        """Normalised score in percent, `100 * (R - min) / (max - min)`, with this task's
+        reference returns (D4RL's, or a Minari dataset's own: Minari's `get_normalized_score`
+        times 100)."""
+        lo, hi = self.ref_min_score, self.ref_max_score
+        return 100.0 * (float(raw_return) - lo) / (hi - lo)
+
+    def record(self) -> dict[str, Any]:
+        """What a run records about its task (`hyper_param.json`): data, simulator and scores."""
+        out: dict[str, Any] = {
+            "name": self.name, "source": self.source, "robot": self.robot,
+            "obs_dim": self.obs_dim, "action_dim": self.action_dim, "env_id": self.gym_id,
+            "env_version": self.env_version, "env_kwargs": self.env_kwargs,
+            "max_episode_steps": self.max_episode_steps, "ref_min_score": self.ref_min_score,
+            "ref_max_score": self.ref_max_score, "score_source": self.score_source}
+        if self.source == "minari":
+            out.update(dataset_id=self.dataset_id, dataset_version=self.version,
+                       minari_version=self.minari_version)
+        return out
 
 
 def d4rl_file_name(robot: str, level: str, version: str) -> str:
@@ -89,8 +131,14 @@ def d4rl_file_name(robot: str, level: str, version: str) -> str:
 def parse_task(name: str) -> TaskInfo:
     """Parse a D4RL MuJoCo task name, raising `TaskError` with the accepted forms if it is not one.
 
-    `replica:<task>` names the locally made dataset of `<task>` (same simulator and scores).
+    `replica:<task>` names the locally made dataset of `<task>` (same simulator and scores);
+    `minari:<dataset id>` a local Minari dataset, described by its own metadata
+    (`minari_task.minari_task_info`: the dataset must be in the local store).
     """
+    if isinstance(name, str) and name.strip().lower().startswith("minari:"):
+        from offlinerlkit.utils.minari_task import minari_task_info
+
+        return minari_task_info(name)
     text = name.strip().lower() if isinstance(name, str) else None
     replica = text is not None and text.startswith(REPLICA_PREFIX)
     if replica:
@@ -102,7 +150,7 @@ def parse_task(name: str) -> TaskInfo:
         raise TaskError(
             f"unknown task {name!r}: expected '<robot>-<level>-<version>' with robot in "
             f"{sorted(ROBOTS)}, level in {list(LEVELS)} and version in {list(VERSIONS)}, "
-            "e.g. 'hopper-medium-replay-v2'"
+            "e.g. 'hopper-medium-replay-v2' (or 'replica:<task>', 'minari:<dataset id>')"
         )
     robot, level, version = match["robot"], match["level"], match["version"]
     if level == "full-replay" and version == "v0":
