@@ -128,7 +128,8 @@ class RunLock:
                     raise RunLockError(
                         f"{self.path.parent.parent} is in use by process {owner[0]} on "
                         f"{owner[1]}; wait for it to end (or stop it) before running or "
-                        "resuming this run again") from None
+                        "resuming this run again (a process of another machine cannot be "
+                        f"checked from here: if it is gone, delete {self.path})") from None
                 self.path.unlink(missing_ok=True)  # its process is gone: take it over
                 continue
             with os.fdopen(fd, "w") as f:
