@@ -33,7 +33,8 @@ from offlinerlkit.config import CommonConfig, DynamicsOptions
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import open_run, prepare_run
 from offlinerlkit.utils.run_record import software_versions
 
@@ -161,4 +162,4 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
 
 
 if __name__ == "__main__":
-    main(parse_config(AnchorSeekerConfig))
+    run_main(main, AnchorSeekerConfig)

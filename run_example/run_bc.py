@@ -19,7 +19,8 @@ from offlinerlkit.nets.mlp import MLP
 from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.bc import BCPolicy
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import run_policy_training
 from offlinerlkit.utils.resume import resumed_config
 
@@ -49,4 +50,4 @@ def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
 
 if __name__ == "__main__":
-    main(parse_config(BCConfig))
+    run_main(main, BCConfig)

@@ -21,7 +21,8 @@ from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig, SA
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.cql import CQLPolicy
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import load_anchor_dynamics, run_policy_training
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
@@ -77,4 +78,4 @@ def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
 
 if __name__ == "__main__":
-    main(parse_config(CQLConfig))
+    run_main(main, CQLConfig)

@@ -18,7 +18,8 @@ from typing import Literal, Optional
 import numpy as np
 
 from offlinerlkit.config import CommonConfig, DynamicsOptions
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import run_dynamics_training
 
 
@@ -37,4 +38,4 @@ def main(cfg: DynamicsRunConfig, *, dataset: Optional[Mapping[str, np.ndarray]] 
 
 
 if __name__ == "__main__":
-    main(parse_config(DynamicsRunConfig))
+    run_main(main, DynamicsRunConfig)

@@ -25,7 +25,8 @@ from offlinerlkit.modules.build import build_critics, build_gaussian_actor
 from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import load_anchor_dynamics, run_policy_training
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
@@ -89,4 +90,4 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
 
 if __name__ == "__main__":
-    main(parse_config(IQLConfig))
+    run_main(main, IQLConfig)

@@ -35,7 +35,8 @@ from offlinerlkit.policy.mobile import MOBILEPolicy
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.presets import resolve
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import (
     resolve_device,
     run_dynamics_training,
@@ -103,4 +104,4 @@ def main(cfg: MOBILEConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = Non
 
 
 if __name__ == "__main__":
-    main(parse_config(MOBILEConfig))
+    run_main(main, MOBILEConfig)

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from offlinerlkit.nets.mlp import MLP
+from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
@@ -51,7 +52,7 @@ _ARCH_KEYS = ("obs_dim", "action_dim", "hidden_dims", "layernorm", "max_action")
 _BACKBONE_KEY = re.compile(r"^backbone\.model\.(\d+)\.(weight|bias)$")
 
 
-class SeekerFileError(ValueError):
+class SeekerFileError(UserError, ValueError):
     """An anchor-seeker file exists but cannot be used: corrupt, or made for another task/size."""
 
 

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import Direction, EnsembleDynamics, TerminationFn
+from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
@@ -49,7 +50,7 @@ _ARCH_KEYS = ("direction", "with_reward", "obs_dim", "action_dim", "hidden_dims"
               "num_elites", "weight_decays")
 
 
-class DynamicsFileError(ValueError):
+class DynamicsFileError(UserError, ValueError):
     """A dynamics file exists but cannot be used: corrupt, or made for another task or size."""
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.seeding import get_rng_state, set_rng_state
 
@@ -58,7 +59,7 @@ _LEAF_TYPES = (
 )
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """Raised when a checkpoint cannot be read or does not hold what is asked of it."""
 
 

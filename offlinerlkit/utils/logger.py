@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from offlinerlkit.utils.errors import naming_path
 from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.run_dir import RunDir
 
@@ -189,8 +190,9 @@ class _ConsoleBackend(_Backend):
     def _emit(self, text: str) -> None:
         self._write_stdout(text, file=sys.stdout)
         if self._file is not None:
-            self._file.write(text + "\n")
-            self._file.flush()
+            with naming_path(self._file.name):
+                self._file.write(text + "\n")
+                self._file.flush()
 
     def write(self, row: dict[str, float], step: int, phase: str) -> None:
         cells = {key: f"{value:<8.3g}" for key, value in row.items()}  # %-8.3g
@@ -269,8 +271,9 @@ class _CSVBackend(_Backend):
             self._extend_header(phase, new_keys)
         values = [str(step)] + [repr(row[k]) if k in row else "" for k in self._keys[phase][1:]]
         handle = self._files[phase]
-        csv.writer(handle).writerow(values)
-        handle.flush()
+        with naming_path(self._path(phase)):
+            csv.writer(handle).writerow(values)
+            handle.flush()
 
     def close(self) -> None:
         for handle in self._files.values():
@@ -317,9 +320,10 @@ class _TensorBoardBackend(_Backend):
         self._writer = SummaryWriter(log_dir=str(self._log_dir), purge_step=int(step) + 1)
 
     def write(self, row: dict[str, float], step: int, phase: str) -> None:
-        for key, value in row.items():
-            self._writer.add_scalar(key, value, step)
-        self._writer.flush()
+        with naming_path(self._log_dir):
+            for key, value in row.items():
+                self._writer.add_scalar(key, value, step)
+            self._writer.flush()
 
     def hyper_params(self, text: str, config: dict[str, Any]) -> None:
         # Indented by 4 spaces, TensorBoard's markdown shows the JSON as a code block.
