@@ -29,7 +29,7 @@ from offlinerlkit.anchor import (
     save_imagination,
     save_seeker,
 )
-from offlinerlkit.config import CommonConfig, DynamicsOptions
+from offlinerlkit.config import CommonConfig, DynamicsOptions, check_ranges
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
@@ -87,8 +87,10 @@ class AnchorSeekerConfig(CommonConfig, DynamicsOptions):
         if self.reverse_policy_mode != "divergent":
             raise ValueError("--reverse_policy_mode cvae is not supported: the original's CVAE "
                              "reverse policy never worked (spec 12.41); use divergent")
-        if self.rollout_length < 1:
-            raise ValueError(f"--rollout_length must be at least 1, got {self.rollout_length}")
+        check_ranges(self, count=("rollout_length", "rollout_epoch", "rollout_batch_size",
+                                  "batch_size", "rollout_chunk", "asp_epoch", "asp_batch_size"),
+                     positive=("asp_lr",), non_negative=("scale_coef", "noise_coef"),
+                     sizes=("anchor_seeker_hidden_dims",))
 
 
 def _path(value: Optional[str]) -> Optional[str]:
@@ -97,7 +99,7 @@ def _path(value: Optional[str]) -> Optional[str]:
 
 def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None) -> Path:
     """Run stage B; returns the run directory (seeker in `model/`, rollouts in `result/`)."""
-    device, task, dataset, source, spec = prepare_run(cfg, dataset)
+    device, task, dataset, source, spec, notes = prepare_run(cfg, dataset)
     scale = ANCHOR_SEEKER_ALL.values["scale_coef"] if cfg.scale_coef is None else cfg.scale_coef
     noise = ANCHOR_SEEKER_ALL.values["noise_coef"] if cfg.noise_coef is None else cfg.noise_coef
     layernorm = cfg.seeker_layernorm if cfg.asp_layernorm is None else cfg.asp_layernorm
@@ -111,7 +113,8 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
                       "resolved": {"scale_coef": scale, "noise_coef": noise,
                                    "seeker_layernorm": layernorm,
                                    "imagination_capacity": capacity},
-                      "device": str(device), "versions": software_versions()})
+                      "device": str(device), "versions": software_versions()},
+        warnings=notes)
     with logger:
         # --- reverse dynamics ---
         reverse_path = _path(cfg.load_reverse_dynamics_path)

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from offlinerlkit.config import RunConfig
+from offlinerlkit.config import RunConfig, check_ranges
 from offlinerlkit.modules.actor import DeterministicActor
 from offlinerlkit.nets.mlp import MLP
 from offlinerlkit.nets.optim import adam
@@ -31,6 +31,10 @@ class BCConfig(RunConfig):
 
     hidden_dims: tuple[int, ...] = opt((256, 256), "actor hidden sizes", "-hd")
     actor_lr: float = opt(1e-4, "actor learning rate", "-aclr")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, sizes=("hidden_dims",), positive=("actor_lr",))
 
 
 def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,

@@ -44,6 +44,7 @@ __all__ = [
     "list_checkpoints",
     "remove_stale_temporaries",
     "load_checkpoint",
+    "non_finite_entries",
     "restore_checkpoint",
     "save_checkpoint",
 ]
@@ -98,6 +99,13 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
         path.unlink(missing_ok=True)
         logger.info("removed %s, left by a killed write", path)
     return stale
+
+
+def non_finite_entries(state: Mapping[str, Any]) -> list[str]:
+    """The names of the floating-point tensors in a state dict that hold NaN or inf values."""
+    return [name for name, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())]
 
 
 def latest_checkpoint(directory: str | Path, *, prefix: str = "checkpoint") -> Path | None:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, TypeVar
 
 import numpy as np
 import torch
 
-from offlinerlkit.config import CommonConfig, RunConfig
+from offlinerlkit.config import CommonConfig, RunConfig, config_warnings
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import config_to_dict
 from offlinerlkit.utils.logger import Logger
@@ -69,11 +69,14 @@ def configure_threads(threads: Optional[int]) -> None:
 
 
 def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | None = None,
-             extra_record: Mapping[str, Any] | None = None) -> tuple[RunDir, Logger]:
+             extra_record: Mapping[str, Any] | None = None,
+             warnings: Sequence[str] = ()) -> tuple[RunDir, Logger]:
     """Create (or, with `config.resume`, reopen) the run directory and its logger.
 
     A new run writes `record/hyper_param.json` with the full configuration under `config`
-    plus `extra_record` (derived sizes, data source, versions). A resumed run keeps its file.
+    plus `extra_record` (derived sizes, data source, versions) and `warnings`: the values
+    that change what the run means (`config_warnings`, plus `warnings`, e.g. accepted dataset
+    anomalies), each also printed as a `WARNING:` line. A resumed run keeps its file.
     """
     resume = getattr(config, "resume", None)
     if resume:
@@ -88,18 +91,41 @@ def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | No
                  "config": config_to_dict(config)}
     logger = Logger(run_dir, backends=("console", "csv", "tensorboard") + (("wandb",) if wandb else ()),
                     wandb=wandb, lock=True)
+    notes = config_warnings(config) + list(warnings)
     if not resume:
-        logger.write_hyper_params({"config": config_to_dict(config), **(extra_record or {})})
+        logger.write_hyper_params({"config": config_to_dict(config), **(extra_record or {}),
+                                   **({"warnings": notes} if notes else {})})
     logger.info(f"run directory: {run_dir.path}")
+    for note in notes:
+        logger.info(f"WARNING: {note}")
     return run_dir, logger
 
 
-def load_task_data(task: str, dataset_path: Optional[str]) -> tuple[dict[str, np.ndarray], str]:
-    """The task's transition dict and a description of where it came from (for the record)."""
-    from offlinerlkit.datasets import find_dataset, load_from_source
+def load_task_data(task: str, dataset_path: Optional[str], *, accept_anomalies: bool = False
+                   ) -> tuple[dict[str, np.ndarray], str, list[str]]:
+    """The task's transition dict, a description of where it came from (for the record) and
+    the dataset anomalies accepted (`datasets.checks`; they raise unless `accept_anomalies`)."""
+    from offlinerlkit.datasets import DatasetAnomalyError, find_dataset, load_from_source
 
     source = find_dataset(task, dataset_path=dataset_path)
-    return load_from_source(source), source.description
+    try:
+        return load_from_source(source), source.description, []
+    except DatasetAnomalyError as err:
+        if not accept_anomalies:
+            raise
+        return (load_from_source(source, accept_anomalies=True), source.description,
+                [f"dataset anomaly accepted: {p}" for p in err.problems])
+
+
+class PreparedRun(NamedTuple):
+    """What `prepare_run` returns."""
+
+    device: torch.device
+    task: TaskInfo
+    dataset: Mapping[str, np.ndarray]
+    source: str
+    spec: EnvSpec
+    warnings: list[str]
 
 
 def prepare_run(
@@ -107,14 +133,17 @@ def prepare_run(
     dataset: Optional[Mapping[str, np.ndarray]],
     *,
     transform: Optional[Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]] = None,
-) -> tuple[torch.device, Any, Mapping[str, np.ndarray], str, EnvSpec]:
+) -> PreparedRun:
     """The first steps of every script: threads, device, task, seed, data.
 
     `set_seed(cfg.seed)` runs before any network is built. The dataset is the task's own unless
-    one is given; `transform` (e.g. reward scaling) is applied; its sizes must match the task.
+    one is given; either is checked for absurd values (`datasets.checks`, accepted with
+    `cfg.accept_dataset_anomalies`); `transform` (e.g. reward scaling) is applied; its sizes
+    must match the task.
 
     Returns:
-        (device, task info, dataset, a description of the data source, env spec).
+        (device, task info, dataset, a description of the data source, env spec, warnings for
+        the record).
     """
     from offlinerlkit.utils.seeding import set_seed
     from offlinerlkit.utils.tasks import parse_task
@@ -123,16 +152,22 @@ def prepare_run(
     device = resolve_device(cfg.device)
     task = parse_task(cfg.task)
     set_seed(cfg.seed)
-    source = "given in memory"
+    accept = bool(getattr(cfg, "accept_dataset_anomalies", False))
     if dataset is None:
-        dataset, source = load_task_data(cfg.task, cfg.dataset_path)
+        dataset, source, notes = load_task_data(cfg.task, cfg.dataset_path, accept_anomalies=accept)
+    else:
+        from offlinerlkit.datasets import check_dataset_values
+
+        source = "given in memory"
+        notes = [f"dataset anomaly accepted: {p}" for p in
+                 check_dataset_values(dataset, source="the dataset given", accept=accept)]
     if transform is not None:
         dataset = transform(dataset)
     spec = EnvSpec.from_transitions(dataset)
     if (spec.obs_dim, spec.action_dim) != (task.obs_dim, task.action_dim):
         raise ValueError(f"the dataset has observation/action sizes {spec.obs_dim}/{spec.action_dim} "
                          f"but {task.name} has {task.obs_dim}/{task.action_dim}; pass the task's data")
-    return device, task, dataset, source, spec
+    return PreparedRun(device, task, dataset, source, spec, notes)
 
 
 def run_policy_training(
@@ -164,7 +199,7 @@ def run_policy_training(
     from offlinerlkit.envs import make_env
     from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
 
-    device, task, dataset, source, spec = prepare_run(cfg, dataset, transform=transform)
+    device, task, dataset, source, spec, notes = prepare_run(cfg, dataset, transform=transform)
     env = env if env is not None else make_env(task, seed=cfg.seed)
     policy, policy_record = build_policy(spec, device, dataset)
     apply_speed_options(policy, cfg, device)
@@ -172,7 +207,7 @@ def run_policy_training(
     run_dir, logger = open_run(cfg, algo=algo, tags=tags, extra_record={
         "env_spec": dataclasses.asdict(spec), "dataset_source": source,
         "num_transitions": len(buffer), "device": str(device), "versions": software_versions(),
-        **(extra_record or {}), **policy_record})
+        **(extra_record or {}), **policy_record}, warnings=notes)
     trainer = (trainer_cls or MFPolicyTrainer)(
         policy, buffer=buffer, logger=logger, run_dir=run_dir, env=env, task=task,
         epochs=cfg.epoch, step_per_epoch=cfg.step_per_epoch, batch_size=cfg.batch_size,
@@ -223,14 +258,14 @@ def run_dynamics_training(
     from offlinerlkit.dynamics.termination_fns import get_termination_fn
     from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 
-    device, task, dataset, source, spec = prepare_run(cfg, dataset)
+    device, task, dataset, source, spec, notes = prepare_run(cfg, dataset)
     termination_fn = get_termination_fn(task.name) if direction == "forward" else None
     dynamics = build_dynamics(cfg, spec, direction=direction,  # type: ignore[arg-type]
                               termination_fn=termination_fn, device=device)
     run_dir, logger = open_run(cfg, algo=algo, tags=tags, extra_record={
         "stage": f"{direction} dynamics", "env_spec": dataclasses.asdict(spec),
         "dataset_source": source, "num_transitions": int(dataset["observations"].shape[0]),
-        "device": str(device), "versions": software_versions()})
+        "device": str(device), "versions": software_versions()}, warnings=notes)
     with logger:
         train_dynamics(dynamics, dataset, options=cfg, run_dir=run_dir, logger=logger,
                        task=task.name, metadata={"dataset_source": source}, progress=cfg.progress)
