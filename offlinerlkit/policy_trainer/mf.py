@@ -146,7 +146,8 @@ class MFPolicyTrainer:
         """Load the newest checkpoint of this run, if any; returns whether one was loaded.
 
         Temporary files of a write that a kill interrupted are removed first."""
-        for folder in (self.run_dir.checkpoint, self.run_dir.model):
+        for folder in (self.run_dir.checkpoint, self.run_dir.model, self.run_dir.record,
+                       self.run_dir.result):
             remove_stale_temporaries(folder)
         path = latest_checkpoint(self.run_dir.checkpoint, prefix=CHECKPOINT_PREFIX)
         if path is None:

@@ -255,6 +255,7 @@ def run_dynamics_training(
     Used by `run_dynamics.py` and by `run_mopo.py`/`run_mobile.py` without
     `--load_dynamics_path`, which train the forward model, save it to `model/` and stop.
     """
+    from offlinerlkit.dynamics.io import FILE_NAMES
     from offlinerlkit.dynamics.termination_fns import get_termination_fn
     from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 
@@ -267,7 +268,31 @@ def run_dynamics_training(
         "dataset_source": source, "num_transitions": int(dataset["observations"].shape[0]),
         "device": str(device), "versions": software_versions()}, warnings=notes)
     with logger:
+        if getattr(cfg, "resume", None) and not restart_stage(
+                run_dir, logger, final=run_dir.model / FILE_NAMES[direction],
+                phases=["dynamics" if direction == "forward" else "reverse_dynamics"]):
+            return run_dir.path
         train_dynamics(dynamics, dataset, options=cfg, run_dir=run_dir, logger=logger,
                        task=task.name, metadata={"dataset_source": source}, progress=cfg.progress)
         logger.info(f"load these dynamics with --load_dynamics_path {run_dir.model}")
     return run_dir.path
+
+
+
+def restart_stage(run_dir: RunDir, logger: Logger, *, final: Path, phases: Sequence[str]) -> bool:
+    """`--resume` of a stage that keeps no resumable state (dynamics, anchor seeker): it
+    restarts from the beginning in the same folder with the saved options (the same seed gives
+    the same result). The stopped run's rows of `phases` and its temporary files are dropped
+    first. Returns False when the run had finished (`final` exists: nothing to do)."""
+    from offlinerlkit.utils.checkpoint import remove_stale_temporaries
+
+    if final.is_file():
+        logger.info(f"{run_dir.path} has finished: {final} exists")
+        return False
+    for folder in [run_dir.path, *run_dir.path.iterdir()]:
+        remove_stale_temporaries(folder)
+    for phase in phases:
+        logger.rewind(-1, phase=phase)
+    logger.info(f"{run_dir.path}: the stage restarts from its beginning (it keeps no resumable "
+                "state); the stopped run's rows were dropped")
+    return True

@@ -36,6 +36,7 @@ import logging
 import numbers
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path, PurePath
@@ -317,6 +318,7 @@ class _TensorBoardBackend(_Backend):
         from torch.utils.tensorboard import SummaryWriter
 
         self._writer.close()
+        _wait_past_event_files(self._log_dir)
         self._writer = SummaryWriter(log_dir=str(self._log_dir), purge_step=int(step) + 1)
 
     def write(self, row: dict[str, float], step: int, phase: str) -> None:
@@ -332,6 +334,21 @@ class _TensorBoardBackend(_Backend):
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _wait_past_event_files(folder: Path) -> None:
+    """Wait until the clock's second is past the newest event file's in `folder`.
+
+    TensorBoard reads a run's event files in name order, and names start with the second they
+    were created in; the file a resumed run writes carries the purge of the rows it repeats,
+    so it must come last (a kill and a resume within one second would otherwise tie).
+    """
+    stamps = [int(part) for p in folder.glob("events.out.tfevents.*")
+              if (part := p.name.split(".")[3]).isdigit()]
+    if stamps:
+        delay = max(stamps) + 1 - time.time()
+        if delay > 0:
+            time.sleep(delay)
 
 
 class _WandbBackend(_Backend):  # pragma: no cover - needs wandb and a login
