@@ -683,13 +683,14 @@ def test_read_only_record_at_the_start_names_hyper_param_json(
         return real(*args, prefix=prefix, dir=dir, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    before = _snapshot(earlier)
+    before, folders = _snapshot(earlier), sorted(earlier.rglob("*"))
     code, err = _cli(monkeypatch, capsys, "run_bc", *ARGV, "--dataset_path", str(hdf5_data),
                      "--log_dir", str(earlier))
     line = _one_line_error(err, "run_bc")
     assert code == 1
     assert line.endswith("/record/hyper_param.json: Read-only file system (EROFS)"), line
-    assert {k: v for k, v in _snapshot(earlier).items() if k in before} == before
+    assert _snapshot(earlier) == before
+    assert sorted(earlier.rglob("*")) == folders  # the new, empty run folder was removed
 
 
 def test_permission_denied_for_real_names_the_folder(hdf5_data: Path, tmp_path: Path) -> None:
@@ -771,6 +772,22 @@ def test_debug_shows_the_traceback_of_a_user_error(how: str) -> None:
     assert "Traceback" in proc.stderr
     assert proc.stderr.rstrip().splitlines()[-1].startswith("offlinerlkit.utils.tasks.TaskError: "
                                                             "unknown task 'nope'")
+
+
+def test_a_diverged_training_ends_with_one_line_and_exit_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from offlinerlkit.utils.errors import run_main
+
+    data = _data()
+    data["actions"][:] = np.nan  # data given in memory are not read by the file checks
+    cfg = parse_config(run_bc.BCConfig, ARGV + ["--log_dir", str(tmp_path / "log")])
+    monkeypatch.setattr(sys, "argv", ["run_bc.py"])
+    with pytest.raises(SystemExit) as info:
+        run_main(lambda: run_bc.main(cfg, dataset=data))
+    assert info.value.code == 1
+    line = _one_line_error(capsys.readouterr().err, "run_bc")
+    assert "non-finite training metrics at epoch 1, gradient step 0" in line
+    assert not list((tmp_path / "log").rglob("policy_*.pt"))
 
 
 def test_a_bug_keeps_its_traceback_and_ctrl_c_ends_quietly(

@@ -24,6 +24,7 @@ from offlinerlkit.utils.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from offlinerlkit.utils.errors import FAILURE_EXIT, UserError
 from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.run_dir import RunDir
@@ -213,11 +214,17 @@ class MFPolicyTrainer:
         self.logger.info(f"final policy written to {path}")
 
 
+class TrainingDivergedError(UserError, FloatingPointError):
+    """A loss turned NaN or infinite; the scripts end with its one-line message (exit 1)."""
+
+    exit_code = FAILURE_EXIT
+
+
 def check_finite(metrics: Mapping[str, float], *, epoch: int, step: int) -> None:
     """Stop with a clear error when a loss turns NaN or infinite."""
     bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
     if bad:
-        raise FloatingPointError(
+        raise TrainingDivergedError(
             f"non-finite training metrics at epoch {epoch}, gradient step {step}: {bad}. "
             "Lower the learning rates, check the dataset for extreme values, or resume from the "
             "last checkpoint with different settings."

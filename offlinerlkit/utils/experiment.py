@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, TypeVar
@@ -93,8 +94,13 @@ def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | No
                     wandb=wandb, lock=True)
     notes = config_warnings(config) + list(warnings)
     if not resume:
-        logger.write_hyper_params({"config": config_to_dict(config), **(extra_record or {}),
-                                   **({"warnings": notes} if notes else {})})
+        try:
+            logger.write_hyper_params({"config": config_to_dict(config), **(extra_record or {}),
+                                       **({"warnings": notes} if notes else {})})
+        except BaseException:  # e.g. a full disk: leave no empty run folder behind
+            logger.close()
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+            raise
     logger.info(f"run directory: {run_dir.path}")
     for note in notes:
         logger.info(f"WARNING: {note}")
