@@ -7,9 +7,9 @@ mean something; `opt` records other accepted spellings (short forms, older names
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from offlinerlkit.utils.cli import opt
 
@@ -19,6 +19,50 @@ def _chain_post_init(cls: type, obj: object) -> None:
     nxt = getattr(super(cls, obj), "__post_init__", None)
     if nxt is not None:
         nxt()
+
+
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "count": (lambda v: v >= 1, "at least 1"),
+    "positive": (lambda v: v > 0, "greater than 0"),
+    "non_negative": (lambda v: v >= 0, "at least 0"),
+    "fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "proportion": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "open_unit": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "sizes": (lambda v: len(v) > 0 and all(x >= 1 for x in v), "one or more sizes, each at least 1"),
+}
+
+
+def check_ranges(config: object, **rules: Sequence[str]) -> None:
+    """Refuse values that make a run meaningless: `rule=(field names)`, rules as in `_RULES`
+    (`count`: int >= 1, `positive`, `non_negative`, `fraction`: (0, 1], `proportion`: [0, 1],
+    `open_unit`: (0, 1), `sizes`: a non-empty tuple of ints >= 1). None passes (a default).
+
+    Raises:
+        ValueError: naming the flag, the rule and the value given.
+    """
+    for rule, names in rules.items():
+        test, text = _RULES[rule]
+        for name in names:
+            value = getattr(config, name)
+            if value is not None and not test(value):
+                raise ValueError(f"--{name} must be {text}, got {_flag_value(value) or '(empty)'}")
+
+
+def config_warnings(config: object) -> list[str]:
+    """Values the original accepts for a reason but that change what a run means; the scripts
+    print each loudly and record them in `hyper_param.json` under `warnings`."""
+    warnings = []
+    if getattr(config, "use_cocoa", False) and getattr(config, "anchor_mode", "") == "rollout":
+        for name in ("actor_horizon_len", "critic_horizon_len"):
+            if getattr(config, name) == 0:
+                who = "actor" if name.startswith("actor") else "critics"
+                warnings.append(f"--{name} 0: the {who}' anchor is the state itself and the delta "
+                                "is 0, so COCOA's anchor + delta encoding carries no information "
+                                "(the paper's horizon-0 ablation)")
+    if getattr(config, "accept_dataset_anomalies", False):
+        warnings.append("--accept_dataset_anomalies: the dataset is used even if it holds absurd "
+                        "rewards, actions outside the action space or non-binary terminals")
+    return warnings
 
 
 @dataclass(frozen=True)
@@ -40,6 +84,15 @@ class CommonConfig:
     wandb_project_name: str = opt("cocoa-rl", "W&B project")
     wandb_entity: Optional[str] = opt(None, "W&B entity (team or user)")
     wandb_tags: tuple[str, ...] = opt((), "W&B tags")
+    accept_dataset_anomalies: bool = opt(
+        False, "train on a dataset with absurd rewards (|r| > 1e6), actions outside the action "
+        "space or non-binary terminals instead of refusing it (recorded in hyper_param.json)")
+
+    def __post_init__(self) -> None:
+        _chain_post_init(CommonConfig, self)
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
+        check_ranges(self, count=("threads",))
 
 
 @dataclass(frozen=True)
@@ -62,11 +115,12 @@ class RunConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         _chain_post_init(RunConfig, self)
-        for name in ("epoch", "step_per_epoch", "batch_size", "checkpoint_freq", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.eval_episodes < 0:
-            raise ValueError(f"--eval_episodes must be >= 0, got {self.eval_episodes}")
+        check_ranges(self, count=("epoch", "step_per_epoch", "batch_size", "checkpoint_freq",
+                                  "keep_checkpoints"))
+        if self.eval_episodes < 1:
+            raise ValueError(f"--eval_episodes must be at least 1, got {self.eval_episodes}: "
+                             "without evaluation episodes a run has no score, and its row of "
+                             "the result table would be empty")
 
 
 @dataclass(frozen=True)
@@ -96,8 +150,13 @@ class DynamicsOptions:
         if not 1 <= self.num_elites <= self.num_ensemble:
             raise ValueError(f"need 1 <= --num_elites <= --num_ensemble, got {self.num_elites} and "
                              f"{self.num_ensemble}")
-        if not 0.0 < self.holdout_ratio < 1.0:
-            raise ValueError(f"--holdout_ratio must be in (0, 1), got {self.holdout_ratio}")
+        check_ranges(self, open_unit=("holdout_ratio",), positive=("dynamics_lr",),
+                     sizes=("dynamics_hidden_dims",), count=("max_epochs_since_update",
+                                                            "dynamics_max_epochs"),
+                     non_negative=("logvar_loss_coef",))
+        if any(decay < 0 for decay in self.dynamics_weight_decay):
+            raise ValueError("--dynamics_weight_decay values must be at least 0, got "
+                             f"{_flag_value(self.dynamics_weight_decay)}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +208,11 @@ class SACOptions:
     alpha_lr: float = opt(1e-4, "learning rate of the entropy weight")
     layernorm: bool = opt(False, "LayerNorm in the actor/critic backbones", "-ln")
 
+    def __post_init__(self) -> None:
+        _chain_post_init(SACOptions, self)
+        check_ranges(self, sizes=("hidden_dims",), positive=("actor_lr", "critic_lr", "alpha_lr"),
+                     fraction=("gamma", "tau"), non_negative=("alpha",))
+
     def sac_kwargs(self, auto_alpha: bool) -> dict[str, object]:
         """The `SACPolicy` keyword arguments these options give."""
         return {"actor_lr": self.actor_lr, "critic_lr": self.critic_lr, "gamma": self.gamma,
@@ -176,6 +240,8 @@ class ModelRolloutOptions:
                 "trained on batches of only batch_size * real_ratio dataset rows, and MOBILE "
                 "crashed); to train on dataset rows only, use --rollout_augmentation False "
                 "--real_ratio 1")
+        check_ranges(self, count=("rollout_freq", "rollout_batch_size", "model_retain_epochs"),
+                     proportion=("real_ratio",), non_negative=("penalty_coef",))
 
     def trainer_kwargs(self, dynamics: object, rollout_length: int) -> dict[str, object]:
         """The `MBPolicyTrainer` keyword arguments these options give (`rollout_length` resolved)."""
@@ -226,6 +292,8 @@ class CocoaOptions:
         for name in ("actor_horizon_len", "critic_horizon_len"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        check_ranges(self, count=("closest_obs_sample_size", "embedding_dim"),
+                     sizes=("tr_hidden_dims", "anchor_seeker_hidden_dims"))
         if self.anchor_mode != "rollout" and self.load_anchor_seeker_path:
             raise ValueError("--load_anchor_seeker_path is for --anchor_mode rollout; the "
                              "closest_delta ablation uses no seeker")

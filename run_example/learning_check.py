@@ -24,6 +24,7 @@ import run_mopo
 
 from offlinerlkit.envs import make_env
 from offlinerlkit.policy_trainer.evaluate import evaluate_policy
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.tasks import parse_task
 
 
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

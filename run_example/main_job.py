@@ -34,7 +34,8 @@ from offlinerlkit.datasets.replica import replica_file_name
 from offlinerlkit.pipeline import find_policy_runs
 from offlinerlkit.pipeline.results import PolicyRun
 from offlinerlkit.replica.from_policies import SHIPPED, shipped_robots
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 
 
 @dataclass(frozen=True)
@@ -152,4 +153,4 @@ def main(cfg: MainJobConfig) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_config(MainJobConfig))
+    run_main(main, MainJobConfig)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+import torch
+
 from offlinerlkit.datasets.replica import (
     REPLICA_LEVELS,
     replica_dataset_dir,
@@ -45,8 +47,10 @@ from offlinerlkit.replica import (
     sample_from_policy,
 )
 from offlinerlkit.replica.from_policies import make_from_policies
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import configure_threads, resolve_device
+from offlinerlkit.utils.fileio import new_files_removed_on_error
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.run_dir import RunDir
@@ -119,7 +123,8 @@ class MakeDatasetConfig:
         unknown = [lv for lv in self.levels or () if lv not in REPLICA_LEVELS]
         if unknown:
             raise ValueError(f"--levels: unknown {unknown}; choose from {list(REPLICA_LEVELS)}")
-        for name in ("train_steps", "num_samples", "num_envs", "batch_size", "eval_every"):
+        for name in ("train_steps", "num_samples", "num_envs", "batch_size", "eval_every",
+                     "eval_episodes", "final_eval_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
 
@@ -165,7 +170,32 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
     set_seed(cfg.seed)
     out_dir = Path(cfg.out_dir).expanduser() if cfg.out_dir else replica_dataset_dir()
     started = time.perf_counter()
+    robot = cfg.resolved_robot or "*"
+    with new_files_removed_on_error(out_dir, (f"{robot}_*-replica.hdf5", f"policies/{robot}/*.pt")):
+        result = _make(cfg, out_dir, device)  # a failed command leaves no outputs behind
 
+    total = time.perf_counter() - started
+    result.timings["total"] = total
+    print(f"\ncocoa-rl replica datasets for {result.robot} (locally made, not D4RL) in {out_dir}")
+    print(_summary(result.levels))
+    if result.expert_return is not None:
+        print(f"expert return {result.expert_return:.1f}; medium snapshot at step "
+              f"{result.medium_step}")
+    print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+    for lv, path in result.policy_paths.items():
+        print(f"policy {lv}: {path}")
+    if cfg.format == "minari":
+        from offlinerlkit.datasets.minari_writer import export_replica_to_minari
+
+        for level in result.levels.values():
+            dataset_id, folder = export_replica_to_minari(level.path, robot=level.robot,
+                                                          level=level.level, overwrite=cfg.overwrite)
+            print(f"Minari dataset {dataset_id}: {folder} (--task minari:{dataset_id})")
+    return result
+
+
+def _make(cfg: MakeDatasetConfig, out_dir: Path, device: torch.device) -> ReplicaResult:
+    """The datasets of `main`: from one policy, from saved policies, or SAC and all levels."""
     if cfg.policy is not None:
         level = sample_from_policy(
             cfg.policy, out_dir=out_dir, seed=cfg.seed, num_samples=cfg.num_samples,
@@ -218,27 +248,9 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
         finally:
             if logger is not None:
                 logger.close()
-
-    total = time.perf_counter() - started
-    result.timings["total"] = total
-    print(f"\ncocoa-rl replica datasets for {result.robot} (locally made, not D4RL) in {out_dir}")
-    print(_summary(result.levels))
-    if result.expert_return is not None:
-        print(f"expert return {result.expert_return:.1f}; medium snapshot at step "
-              f"{result.medium_step}")
-    print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
-    for lv, path in result.policy_paths.items():
-        print(f"policy {lv}: {path}")
-    if cfg.format == "minari":
-        from offlinerlkit.datasets.minari_writer import export_replica_to_minari
-
-        for level in result.levels.values():
-            dataset_id, folder = export_replica_to_minari(level.path, robot=level.robot,
-                                                          level=level.level, overwrite=cfg.overwrite)
-            print(f"Minari dataset {dataset_id}: {folder} (--task minari:{dataset_id})")
     return result
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    main(parse_config(MakeDatasetConfig))
+    run_main(main, MakeDatasetConfig)

@@ -16,7 +16,8 @@ from typing import Optional
 
 from offlinerlkit.pipeline import build_table, find_policy_runs, format_markdown, write_csv
 from offlinerlkit.pipeline.table import ResultTable
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 
 
 @dataclass(frozen=True)
@@ -47,4 +48,4 @@ def main(cfg: TableConfig) -> ResultTable:
 
 
 if __name__ == "__main__":
-    main(parse_config(TableConfig))
+    run_main(main, TableConfig)

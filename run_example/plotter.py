@@ -11,14 +11,13 @@ with a ± one-std band. Needs
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from offlinerlkit.pipeline import find_policy_runs, plot_learning_curves
-from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.extras import MissingExtraError
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,4 @@ def main(cfg: PlotConfig) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_config(PlotConfig))
-    except MissingExtraError as exc:
-        sys.exit(f"plotter.py: error: {exc}")
+    run_main(main, PlotConfig)

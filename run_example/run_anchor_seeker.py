@@ -22,6 +22,7 @@ import torch
 
 from offlinerlkit.anchor import (
     IMAGINATION_FILE,
+    SEEKER_FILE,
     AnchorSeeker,
     divergent_reverse_rollouts,
     load_imagination,
@@ -29,12 +30,14 @@ from offlinerlkit.anchor import (
     save_imagination,
     save_seeker,
 )
-from offlinerlkit.config import CommonConfig, DynamicsOptions
+from offlinerlkit.config import CommonConfig, DynamicsOptions, check_ranges
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
-from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import open_run, prepare_run
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.experiment import open_run, prepare_run, restart_stage
+from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.run_record import software_versions
 
 #: `--load_*_path dummy` in the original's README means "no path".
@@ -80,14 +83,18 @@ class AnchorSeekerConfig(CommonConfig, DynamicsOptions):
     seeker_training: Literal["original", "improved"] = opt(
         "original", "original: sequential batches and the original's early stop (faithful); "
         "improved: shuffled batches, a held-out split, stop on no improvement")
+    resume: Optional[str] = opt(None, "run this stopped run folder again with its saved options "
+                                      "(the stage restarts from its beginning)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.reverse_policy_mode != "divergent":
             raise ValueError("--reverse_policy_mode cvae is not supported: the original's CVAE "
                              "reverse policy never worked (spec 12.41); use divergent")
-        if self.rollout_length < 1:
-            raise ValueError(f"--rollout_length must be at least 1, got {self.rollout_length}")
+        check_ranges(self, count=("rollout_length", "rollout_epoch", "rollout_batch_size",
+                                  "batch_size", "rollout_chunk", "asp_epoch", "asp_batch_size"),
+                     positive=("asp_lr",), non_negative=("scale_coef", "noise_coef"),
+                     sizes=("anchor_seeker_hidden_dims",))
 
 
 def _path(value: Optional[str]) -> Optional[str]:
@@ -96,7 +103,9 @@ def _path(value: Optional[str]) -> Optional[str]:
 
 def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None) -> Path:
     """Run stage B; returns the run directory (seeker in `model/`, rollouts in `result/`)."""
-    device, task, dataset, source, spec = prepare_run(cfg, dataset)
+    if cfg.resume:
+        cfg = resumed_config(cfg)
+    device, task, dataset, source, spec, notes = prepare_run(cfg, dataset)
     scale = ANCHOR_SEEKER_ALL.values["scale_coef"] if cfg.scale_coef is None else cfg.scale_coef
     noise = ANCHOR_SEEKER_ALL.values["noise_coef"] if cfg.noise_coef is None else cfg.noise_coef
     layernorm = cfg.seeker_layernorm if cfg.asp_layernorm is None else cfg.asp_layernorm
@@ -110,8 +119,12 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
                       "resolved": {"scale_coef": scale, "noise_coef": noise,
                                    "seeker_layernorm": layernorm,
                                    "imagination_capacity": capacity},
-                      "device": str(device), "versions": software_versions()})
+                      "device": str(device), "versions": software_versions()},
+        warnings=notes)
     with logger:
+        if cfg.resume and not restart_stage(run_dir, logger, final=run_dir.model / SEEKER_FILE,
+                                            phases=["reverse_dynamics", "anchor_seeker"]):
+            return run_dir.path
         # --- reverse dynamics ---
         reverse_path = _path(cfg.load_reverse_dynamics_path)
         imagination_path = _path(cfg.load_imagination_path)
@@ -137,7 +150,8 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
                 rollout_length=cfg.rollout_length, scale_coef=scale, noise_coef=noise,
                 max_action=spec.max_action, chunk_size=cfg.rollout_chunk,
                 block_size=cfg.batch_size, capacity=capacity, progress=cfg.progress)
-            path = save_imagination(run_dir.result / IMAGINATION_FILE, imagination)
+            path = save_imagination(run_dir.result / IMAGINATION_FILE, imagination,
+                                    overwrite=bool(cfg.resume))  # a restart writes it again
             logger.info(f"{len(imagination['observations'])} reverse-imagined transitions "
                         f"saved to {path}")
         # --- anchor seeker: behaviour cloning on the imagination ---
@@ -161,4 +175,4 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
 
 
 if __name__ == "__main__":
-    main(parse_config(AnchorSeekerConfig))
+    run_main(main, AnchorSeekerConfig)

@@ -13,13 +13,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from offlinerlkit.config import RunConfig
+from offlinerlkit.config import RunConfig, check_ranges
 from offlinerlkit.modules.actor import DeterministicActor
 from offlinerlkit.nets.mlp import MLP
 from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.bc import BCPolicy
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import run_policy_training
 from offlinerlkit.utils.resume import resumed_config
 
@@ -30,6 +31,10 @@ class BCConfig(RunConfig):
 
     hidden_dims: tuple[int, ...] = opt((256, 256), "actor hidden sizes", "-hd")
     actor_lr: float = opt(1e-4, "actor learning rate", "-aclr")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, sizes=("hidden_dims",), positive=("actor_lr",))
 
 
 def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
@@ -49,4 +54,4 @@ def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
 
 if __name__ == "__main__":
-    main(parse_config(BCConfig))
+    run_main(main, BCConfig)

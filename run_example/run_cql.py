@@ -17,11 +17,18 @@ import numpy as np
 import torch
 
 from offlinerlkit.anchor.build import build_anchor_setup
-from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig, SACOptions
+from offlinerlkit.config import (
+    CocoaOptions,
+    LoadedDynamicsSizes,
+    RunConfig,
+    SACOptions,
+    check_ranges,
+)
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.cql import CQLPolicy
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import load_anchor_dynamics, run_policy_training
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
@@ -42,6 +49,11 @@ class CQLConfig(RunConfig, SACOptions, CocoaOptions, LoadedDynamicsSizes):
     cql_lse_mode: Literal["per_row", "per_state"] = opt(
         "per_row", "log-sum-exp over the 3 values of each repeated row (faithful) or over the "
         "3R values of each state (corrected); see docs/FIDELITY.md")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, non_negative=("cql_weight",), positive=("temperature", "cql_alpha_lr"),
+                     count=("num_repeat_actions",))
 
 
 def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
@@ -77,4 +89,4 @@ def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
 
 if __name__ == "__main__":
-    main(parse_config(CQLConfig))
+    run_main(main, CQLConfig)

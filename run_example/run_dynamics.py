@@ -18,8 +18,10 @@ from typing import Literal, Optional
 import numpy as np
 
 from offlinerlkit.config import CommonConfig, DynamicsOptions
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import run_dynamics_training
+from offlinerlkit.utils.resume import resumed_config
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,18 @@ class DynamicsRunConfig(CommonConfig, DynamicsOptions):
     """Train a dynamics ensemble (forward or reverse) on a D4RL task."""
 
     direction: Literal["forward", "reverse"] = opt("forward", "which model: forward or reverse")
+    resume: Optional[str] = opt(None, "run this stopped run folder again with its saved options "
+                                      "(dynamics training restarts from its first epoch)")
 
 
 def main(cfg: DynamicsRunConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None) -> Path:
     """Train and save the dynamics; returns the run directory."""
+    if cfg.resume:
+        cfg = resumed_config(cfg)
     algo = "dynamics" if cfg.direction == "forward" else "reverse_dynamics"
     return run_dynamics_training(cfg, algo=algo, direction=cfg.direction,
                                  dataset=dataset)
 
 
 if __name__ == "__main__":
-    main(parse_config(DynamicsRunConfig))
+    run_main(main, DynamicsRunConfig)

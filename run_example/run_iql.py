@@ -19,13 +19,14 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from offlinerlkit.anchor.build import build_anchor_setup
-from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig
+from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig, check_ranges
 from offlinerlkit.datasets.transforms import normalize_rewards_by_return_range
 from offlinerlkit.modules.build import build_critics, build_gaussian_actor
 from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import load_anchor_dynamics, run_policy_training
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
@@ -50,6 +51,14 @@ class IQLConfig(RunConfig, CocoaOptions, LoadedDynamicsSizes):
     norm_reward: bool = opt(
         False, "the original's NeoRL-only switch: D4RL MuJoCo rewards are always scaled by "
         "1000 / return range (as in the original), so it changes nothing here", "-nr")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, sizes=("hidden_dims",), positive=("actor_lr", "critic_q_lr", "critic_v_lr"),
+                     fraction=("gamma", "tau"), open_unit=("expectile",),
+                     non_negative=("temperature",))
+        if self.dropout_rate is not None and not 0 <= self.dropout_rate < 1:
+            raise ValueError(f"--dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
 
 def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
@@ -89,4 +98,4 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
 
 if __name__ == "__main__":
-    main(parse_config(IQLConfig))
+    run_main(main, IQLConfig)

@@ -26,6 +26,7 @@ from offlinerlkit.config import (
     ModelRolloutOptions,
     RunConfig,
     SACOptions,
+    check_ranges,
 )
 from offlinerlkit.datasets.transforms import zscore_rewards
 from offlinerlkit.dynamics.io import load_dynamics
@@ -35,7 +36,8 @@ from offlinerlkit.policy.mobile import MOBILEPolicy
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.presets import resolve
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import (
     resolve_device,
     run_dynamics_training,
@@ -57,6 +59,10 @@ class MOBILEConfig(RunConfig, SACOptions, ModelRolloutOptions, CocoaOptions, Dyn
     max_q_backup: bool = opt(False, "max over 10 sampled next actions in the target", "-mqb")
     norm_reward: bool = opt(False, "z-score the dataset rewards", "-nr")
     lr_scheduler: bool = opt(True, "cosine decay of the actor learning rate over the epochs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, count=("num_samples", "num_q_ensemble"))
 
 
 DEFAULTS = {"rollout_length": 1, "penalty_coef": 1.5, "auto_alpha": True}
@@ -103,4 +109,4 @@ def main(cfg: MOBILEConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = Non
 
 
 if __name__ == "__main__":
-    main(parse_config(MOBILEConfig))
+    run_main(main, MOBILEConfig)

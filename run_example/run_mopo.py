@@ -33,7 +33,8 @@ from offlinerlkit.policy.mopo import MOPOPolicy
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.presets import resolve
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.experiment import (
     resolve_device,
     run_dynamics_training,
@@ -94,4 +95,4 @@ def main(cfg: MOPOConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
 
 if __name__ == "__main__":
-    main(parse_config(MOPOConfig))
+    run_main(main, MOPOConfig)

@@ -53,6 +53,7 @@ from offlinerlkit.pipeline import (
 )
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
 from offlinerlkit.utils.cli import build_parser, opt, parse_config
+from offlinerlkit.utils.errors import run_main
 
 POLICY_SCRIPTS: dict[str, tuple[Any, type]] = {
     "cql": (run_cql.main, run_cql.CQLConfig),
@@ -241,4 +242,4 @@ def main(argv: Optional[Sequence[str]] = None) -> PipelineResult:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 from offlinerlkit.pipeline.runner import ALGOS, VARIANTS
 from offlinerlkit.utils.cli import opt, parse_config
+from offlinerlkit.utils.errors import run_main
 from offlinerlkit.utils.extras import MissingExtraError, import_extra
 from offlinerlkit.utils.run_dir import safe_name
 from offlinerlkit.utils.tasks import parse_task
@@ -240,4 +241,4 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -20,6 +20,7 @@ from offlinerlkit.config import CocoaOptions
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.modules.build import PLAIN, EncoderOptions
 from offlinerlkit.types import EnvSpec
+from offlinerlkit.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ COCOA_SIZES: dict[str, tuple[tuple[int, ...], int, tuple[int, ...]]] = {
 }
 
 
-class CocoaSetupError(ValueError):
+class CocoaSetupError(UserError, ValueError):
     """COCOA was asked for with options that cannot work; the message says what to pass."""
 
 

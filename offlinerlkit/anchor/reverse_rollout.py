@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
+from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write
 
 __all__ = [
@@ -44,7 +45,7 @@ ARRAY_KEYS = ("observations", "actions", "next_observations", "terminals", "rewa
 ORIGINAL_BLOCK = 256
 
 
-class ImaginationFileError(ValueError):
+class ImaginationFileError(UserError, ValueError):
     """A reverse-imagination file exists but cannot be used (corrupt, wrong sizes, bad values)."""
 
 

@@ -30,6 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from offlinerlkit.nets.mlp import MLP
+from offlinerlkit.utils.checkpoint import non_finite_entries
+from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
@@ -51,7 +53,7 @@ _ARCH_KEYS = ("obs_dim", "action_dim", "hidden_dims", "layernorm", "max_action")
 _BACKBONE_KEY = re.compile(r"^backbone\.model\.(\d+)\.(weight|bias)$")
 
 
-class SeekerFileError(ValueError):
+class SeekerFileError(UserError, ValueError):
     """An anchor-seeker file exists but cannot be used: corrupt, or made for another task/size."""
 
 
@@ -269,6 +271,10 @@ def load_seeker(
         seeker.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as exc:
         raise SeekerFileError(f"{file} does not fit the architecture it describes: {exc}") from exc
+    bad = non_finite_entries(seeker.state_dict())
+    if bad:
+        raise SeekerFileError(f"{file} holds NaN or infinite weights ({', '.join(bad)}): the "
+                              "pretraining that saved it diverged; train the seeker again")
     return seeker.to(device).requires_grad_(False).eval()
 
 

@@ -9,6 +9,7 @@
 
 Importing this package imports numpy only (h5py, d4rl and minari are imported on use).
 """
+from offlinerlkit.datasets.checks import DatasetAnomalyError, check_dataset_values
 from offlinerlkit.datasets.errors import DatasetError, DatasetNotFoundError
 from offlinerlkit.datasets.hdf5 import read_d4rl_hdf5, validate_d4rl_arrays, write_d4rl_hdf5
 from offlinerlkit.datasets.loading import (
@@ -31,9 +32,11 @@ __all__ = [
     "D4RL_DIR_ENV",
     "MINARI_PREFIX",
     "REQUIRED_KEYS",
+    "DatasetAnomalyError",
     "DatasetError",
     "DatasetNotFoundError",
     "DatasetSource",
+    "check_dataset_values",
     "d4rl_dataset_dir",
     "episodes_to_transitions",
     "find_dataset",

@@ -28,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 
+from offlinerlkit.datasets.checks import check_dataset_values
 from offlinerlkit.datasets.errors import DatasetError, DatasetNotFoundError
 from offlinerlkit.datasets.hdf5 import read_d4rl_hdf5
 from offlinerlkit.datasets.minari_data import read_minari_episodes
@@ -215,17 +216,22 @@ def find_dataset(task: str, *, dataset_path: str | os.PathLike | None = None,
 
 
 def load_from_source(
-    source: DatasetSource, *, terminate_on_end: bool = False
+    source: DatasetSource, *, terminate_on_end: bool = False, accept_anomalies: bool = False
 ) -> dict[str, np.ndarray]:
     """Read a found dataset as the transition dict.
 
     D4RL files are validated against the task and passed through `qlearning_dataset` with the
     task's episode length; Minari episodes go through `episodes_to_transitions`
-    (`terminate_on_end` does not apply: every step is kept).
+    (`terminate_on_end` does not apply: every step is kept). Absurd rewards, actions outside
+    the action space and non-binary terminals are refused (`datasets.checks`).
 
     Args:
         source: from `find_dataset`.
         terminate_on_end: see `qlearning_dataset`.
+        accept_anomalies: load data with such values anyway (each logged as a warning).
+
+    Raises:
+        DatasetAnomalyError: the data holds such values and `accept_anomalies` is False.
 
     Returns:
         `observations (N,S) f32`, `actions (N,A) f32`, `next_observations (N,S) f32`,
@@ -233,6 +239,7 @@ def load_from_source(
     """
     if source.kind == "minari":
         data = read_minari_episodes(source.path)
+        check_dataset_values(data, source=str(source.path), accept=accept_anomalies)
     else:
         info = parse_task(split_replica_task(source.task)[1])
         raw = read_d4rl_hdf5(source.path, task=info.name)
@@ -242,6 +249,7 @@ def load_from_source(
             raise DatasetError(
                 f"{source.path} is a locally made replica, not D4RL's data: address it as "
                 f"'{replica_task_name(info)}' (or dataset_source='replica')")
+        check_dataset_values(raw, source=str(source.path), accept=accept_anomalies)
         data = qlearning_dataset(
             raw, terminate_on_end=terminate_on_end, max_episode_steps=info.max_episode_steps
         )
@@ -258,6 +266,7 @@ def load_dataset(
     dataset_path: str | os.PathLike | None = None,
     dataset_source: DatasetSourceName | None = None,
     terminate_on_end: bool = False,
+    accept_anomalies: bool = False,
 ) -> dict[str, np.ndarray]:
     """Find and load the transitions of `task` (`find_dataset`, then `load_from_source`).
 
@@ -267,6 +276,7 @@ def load_dataset(
         dataset_path: an explicit D4RL HDF5 file (or folder holding the task's file).
         dataset_source: see `find_dataset`.
         terminate_on_end: see `qlearning_dataset`.
+        accept_anomalies: see `load_from_source`.
 
     Returns:
         The transition dict: `observations (N,S) f32`, `actions (N,A) f32`,
@@ -278,4 +288,5 @@ def load_dataset(
         DatasetError: the data is unreadable or invalid (the message names the file).
     """
     source = find_dataset(task, dataset_path=dataset_path, dataset_source=dataset_source)
-    return load_from_source(source, terminate_on_end=terminate_on_end)
+    return load_from_source(source, terminate_on_end=terminate_on_end,
+                            accept_anomalies=accept_anomalies)

@@ -28,6 +28,8 @@ from torch import Tensor
 
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import Direction, EnsembleDynamics, TerminationFn
+from offlinerlkit.utils.checkpoint import non_finite_entries
+from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
@@ -49,7 +51,7 @@ _ARCH_KEYS = ("direction", "with_reward", "obs_dim", "action_dim", "hidden_dims"
               "num_elites", "weight_decays")
 
 
-class DynamicsFileError(ValueError):
+class DynamicsFileError(UserError, ValueError):
     """A dynamics file exists but cannot be used: corrupt, or made for another task or size."""
 
 
@@ -244,6 +246,10 @@ def load_dynamics(
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise DynamicsFileError(f"{file} does not fit the architecture it describes: {exc}") from exc
+    bad = non_finite_entries(model.state_dict())
+    if bad:
+        raise DynamicsFileError(f"{file} holds NaN or infinite weights ({', '.join(bad)}): the "
+                                "training that saved it diverged; train the dynamics again")
     elites = model.elite_idx.tolist()
     if len(set(elites)) != len(elites) or min(elites) < 0 or max(elites) >= model.num_members:
         raise DynamicsFileError(f"{file} has invalid elite indices {elites}")

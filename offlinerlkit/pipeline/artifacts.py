@@ -69,6 +69,7 @@ IGNORED_FIELDS = frozenset({
 #: not make the pipeline retrain everything.
 ADDED_FIELD_DEFAULTS: Mapping[str, Any] = {
     "tf32": False, "bf16": False, "compile": False, "cuda_graphs": False, "anchor_cache": True,
+    "accept_dataset_anomalies": False,
 }
 
 _POLICY_CHECKPOINT = re.compile(r"^policy_(\d{6,})\.pt$")

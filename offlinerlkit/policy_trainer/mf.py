@@ -24,6 +24,7 @@ from offlinerlkit.utils.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from offlinerlkit.utils.errors import FAILURE_EXIT, UserError
 from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.run_dir import RunDir
@@ -146,7 +147,8 @@ class MFPolicyTrainer:
         """Load the newest checkpoint of this run, if any; returns whether one was loaded.
 
         Temporary files of a write that a kill interrupted are removed first."""
-        for folder in (self.run_dir.checkpoint, self.run_dir.model):
+        for folder in (self.run_dir.checkpoint, self.run_dir.model, self.run_dir.record,
+                       self.run_dir.result):
             remove_stale_temporaries(folder)
         path = latest_checkpoint(self.run_dir.checkpoint, prefix=CHECKPOINT_PREFIX)
         if path is None:
@@ -212,11 +214,17 @@ class MFPolicyTrainer:
         self.logger.info(f"final policy written to {path}")
 
 
+class TrainingDivergedError(UserError, FloatingPointError):
+    """A loss turned NaN or infinite; the scripts end with its one-line message (exit 1)."""
+
+    exit_code = FAILURE_EXIT
+
+
 def check_finite(metrics: Mapping[str, float], *, epoch: int, step: int) -> None:
     """Stop with a clear error when a loss turns NaN or infinite."""
     bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
     if bad:
-        raise FloatingPointError(
+        raise TrainingDivergedError(
             f"non-finite training metrics at epoch {epoch}, gradient step {step}: {bad}. "
             "Lower the learning rates, check the dataset for extreme values, or resume from the "
             "last checkpoint with different settings."

@@ -7,7 +7,6 @@ unpickling objects (`torch.load(weights_only=True)`).
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from offlinerlkit.datasets.replica import ActFn
 from offlinerlkit.modules.actor import TanhGaussianActor
 from offlinerlkit.modules.build import build_tanh_actor
 from offlinerlkit.types import EnvSpec
+from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.tasks import ROBOTS
 
 __all__ = ["BEHAVIOUR_FORMAT", "BehaviourPolicy"]
@@ -111,14 +111,8 @@ class BehaviourPolicy:
             "actor": {k: v.detach().cpu() for k, v in self.actor.state_dict().items()},
             "info": dict(self.info),
         }
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, file)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return file
+        # through a file object, so a full disk surfaces as an OSError naming the file
+        return atomic_write(file, lambda f: torch.save(payload, f))
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: torch.device | str = "cpu"

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.seeding import get_rng_state, set_rng_state
 
@@ -43,6 +44,7 @@ __all__ = [
     "list_checkpoints",
     "remove_stale_temporaries",
     "load_checkpoint",
+    "non_finite_entries",
     "restore_checkpoint",
     "save_checkpoint",
 ]
@@ -58,7 +60,7 @@ _LEAF_TYPES = (
 )
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """Raised when a checkpoint cannot be read or does not hold what is asked of it."""
 
 
@@ -97,6 +99,13 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
         path.unlink(missing_ok=True)
         logger.info("removed %s, left by a killed write", path)
     return stale
+
+
+def non_finite_entries(state: Mapping[str, Any]) -> list[str]:
+    """The names of the floating-point tensors in a state dict that hold NaN or inf values."""
+    return [name for name, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())]
 
 
 def latest_checkpoint(directory: str | Path, *, prefix: str = "checkpoint") -> Path | None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
@@ -94,12 +95,24 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any) -
     parser.add_argument(*flags, **kwargs)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `<prog>: error: <message> (--help lists the options)`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+#: Shown under every script's --help (the flag is handled by `utils.errors.run_main`).
+EPILOG = ("Errors in the options, task, data or files print one line and exit 2 (1 when the "
+          "machine refused, e.g. a full disk); --debug (or COCOA_DEBUG=1) shows the traceback.")
+
+
 def build_parser(config_cls: type, *, description: str | None = None) -> argparse.ArgumentParser:
     """Build an argparse parser with one flag per field of the dataclass `config_cls`."""
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"{config_cls!r} is not a dataclass")
     doc = (config_cls.__doc__ or "").strip().splitlines()
-    parser = argparse.ArgumentParser(description=description or (doc[0] if doc else None))
+    parser = _Parser(description=description or (doc[0] if doc else None), epilog=EPILOG)
     hints = get_type_hints(config_cls)
     for f in dataclasses.fields(config_cls):
         if f.init:
@@ -113,13 +126,14 @@ def parse_config(config_cls: type[T], argv: Sequence[str] | None = None) -> T:
     Lists given on the command line are stored as tuples when the field is a tuple type, so the
     result stays hashable for frozen configs. With `--resume RUN_DIR` (configs with a `resume`
     field) the result is the saved run's configuration, with only the options given on the
-    command line checked against it (`utils.resume.resumed_config`). Errors end with argparse's
-    usage line and exit status 2.
+    command line checked against it (`utils.resume.resumed_config`). Float options must be
+    finite. Errors end with one line `<prog>: error: <message>` and exit status 2.
     """
     parser = build_parser(config_cls)
     namespace = parser.parse_args(argv)
     values = _values(config_cls, vars(namespace))
     try:
+        _check_finite(values)
         config = config_cls(**values)
         if getattr(config, "resume", None):
             from offlinerlkit.utils.resume import resumed_config
@@ -130,6 +144,18 @@ def parse_config(config_cls: type[T], argv: Sequence[str] | None = None) -> T:
     except (TypeError, ValueError, FileNotFoundError) as err:
         parser.error(str(err))
         raise  # unreachable: parser.error exits
+
+
+def _check_finite(values: dict[str, Any]) -> None:
+    """Refuse NaN and infinite float options (argparse's `float` accepts "nan" and "inf")."""
+    for name, value in values.items():
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            raise ValueError(f"--{name} must be a finite number, got {_show(value)}")
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def _values(config_cls: type, parsed: dict[str, Any]) -> dict[str, Any]:

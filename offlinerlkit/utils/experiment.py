@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, TypeVar
 
 import numpy as np
 import torch
 
-from offlinerlkit.config import CommonConfig, RunConfig
+from offlinerlkit.config import CommonConfig, RunConfig, config_warnings
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import config_to_dict
 from offlinerlkit.utils.logger import Logger
@@ -37,10 +38,22 @@ def resolve_device(name: str) -> torch.device:
     """`auto` means CUDA when available, else CPU; anything else is checked to exist."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    valid = "auto, cpu" + (", cuda, cuda:<index>" if torch.cuda.is_available() else "") + (
+        ", mps" if torch.backends.mps.is_available() else "")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; use one of: {valid}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} asked for CUDA, but torch sees no GPU here; "
-                           "use --device cpu (or auto)")
+        raise ValueError(f"--device {name} asked for CUDA, but torch sees no GPU here; "
+                         f"use one of: {valid}")
+    if device.type not in ("cpu", "cuda", "mps") or (
+            device.type == "mps" and not torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name} is not available here; use one of: {valid}")
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: torch sees {torch.cuda.device_count()} GPU(s) here "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     return device
 
 
@@ -57,12 +70,15 @@ def configure_threads(threads: Optional[int]) -> None:
 
 
 def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | None = None,
-             extra_record: Mapping[str, Any] | None = None) -> tuple[RunDir, Logger]:
+             extra_record: Mapping[str, Any] | None = None,
+             warnings: Sequence[str] = ()) -> tuple[RunDir, Logger]:
     """Create (or, with `config.resume`, reopen) the run directory and its logger.
 
     A new run writes `record/hyper_param.json` with the full configuration under `config`,
     the task's data, simulator and reference scores under `task_info` (`TaskInfo.record`), plus
-    `extra_record` (derived sizes, data source, versions). A resumed run keeps its file.
+    `extra_record` (derived sizes, data source, versions) and `warnings`: the values that change
+    what the run means (`config_warnings`, plus `warnings`, e.g. accepted dataset anomalies),
+    each also printed as a `WARNING:` line. A resumed run keeps its file.
     """
     from offlinerlkit.utils.tasks import parse_task
 
@@ -79,20 +95,48 @@ def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | No
                  "config": config_to_dict(config)}
     logger = Logger(run_dir, backends=("console", "csv", "tensorboard") + (("wandb",) if wandb else ()),
                     wandb=wandb, lock=True)
+    notes = config_warnings(config) + list(warnings)
     if not resume:
-        logger.write_hyper_params({"config": config_to_dict(config),
-                                   "task_info": parse_task(config.task).record(),
-                                   **(extra_record or {})})
+        try:
+            logger.write_hyper_params({"config": config_to_dict(config),
+                                       "task_info": parse_task(config.task).record(),
+                                       **(extra_record or {}),
+                                       **({"warnings": notes} if notes else {})})
+        except BaseException:  # e.g. a full disk: leave no empty run folder behind
+            logger.close()
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+            raise
     logger.info(f"run directory: {run_dir.path}")
+    for note in notes:
+        logger.info(f"WARNING: {note}")
     return run_dir, logger
 
 
-def load_task_data(task: str, dataset_path: Optional[str]) -> tuple[dict[str, np.ndarray], str]:
-    """The task's transition dict and a description of where it came from (for the record)."""
-    from offlinerlkit.datasets import find_dataset, load_from_source
+def load_task_data(task: str, dataset_path: Optional[str], *, accept_anomalies: bool = False
+                   ) -> tuple[dict[str, np.ndarray], str, list[str]]:
+    """The task's transition dict, a description of where it came from (for the record) and
+    the dataset anomalies accepted (`datasets.checks`; they raise unless `accept_anomalies`)."""
+    from offlinerlkit.datasets import DatasetAnomalyError, find_dataset, load_from_source
 
     source = find_dataset(task, dataset_path=dataset_path)
-    return load_from_source(source), source.description
+    try:
+        return load_from_source(source), source.description, []
+    except DatasetAnomalyError as err:
+        if not accept_anomalies:
+            raise
+        return (load_from_source(source, accept_anomalies=True), source.description,
+                [f"dataset anomaly accepted: {p}" for p in err.problems])
+
+
+class PreparedRun(NamedTuple):
+    """What `prepare_run` returns."""
+
+    device: torch.device
+    task: TaskInfo
+    dataset: Mapping[str, np.ndarray]
+    source: str
+    spec: EnvSpec
+    warnings: list[str]
 
 
 def prepare_run(
@@ -100,14 +144,17 @@ def prepare_run(
     dataset: Optional[Mapping[str, np.ndarray]],
     *,
     transform: Optional[Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]] = None,
-) -> tuple[torch.device, Any, Mapping[str, np.ndarray], str, EnvSpec]:
+) -> PreparedRun:
     """The first steps of every script: threads, device, task, seed, data.
 
     `set_seed(cfg.seed)` runs before any network is built. The dataset is the task's own unless
-    one is given; `transform` (e.g. reward scaling) is applied; its sizes must match the task.
+    one is given; either is checked for absurd values (`datasets.checks`, accepted with
+    `cfg.accept_dataset_anomalies`); `transform` (e.g. reward scaling) is applied; its sizes
+    must match the task.
 
     Returns:
-        (device, task info, dataset, a description of the data source, env spec).
+        (device, task info, dataset, a description of the data source, env spec, warnings for
+        the record).
     """
     from offlinerlkit.utils.seeding import set_seed
     from offlinerlkit.utils.tasks import parse_task
@@ -116,16 +163,22 @@ def prepare_run(
     device = resolve_device(cfg.device)
     task = parse_task(cfg.task)
     set_seed(cfg.seed)
-    source = "given in memory"
+    accept = bool(getattr(cfg, "accept_dataset_anomalies", False))
     if dataset is None:
-        dataset, source = load_task_data(cfg.task, cfg.dataset_path)
+        dataset, source, notes = load_task_data(cfg.task, cfg.dataset_path, accept_anomalies=accept)
+    else:
+        from offlinerlkit.datasets import check_dataset_values
+
+        source = "given in memory"
+        notes = [f"dataset anomaly accepted: {p}" for p in
+                 check_dataset_values(dataset, source="the dataset given", accept=accept)]
     if transform is not None:
         dataset = transform(dataset)
     spec = EnvSpec.from_transitions(dataset)
     if (spec.obs_dim, spec.action_dim) != (task.obs_dim, task.action_dim):
         raise ValueError(f"the dataset has observation/action sizes {spec.obs_dim}/{spec.action_dim} "
                          f"but {task.name} has {task.obs_dim}/{task.action_dim}; pass the task's data")
-    return device, task, dataset, source, spec
+    return PreparedRun(device, task, dataset, source, spec, notes)
 
 
 def run_policy_training(
@@ -157,7 +210,7 @@ def run_policy_training(
     from offlinerlkit.envs import make_env
     from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
 
-    device, task, dataset, source, spec = prepare_run(cfg, dataset, transform=transform)
+    device, task, dataset, source, spec, notes = prepare_run(cfg, dataset, transform=transform)
     env = env if env is not None else make_env(task, seed=cfg.seed)
     policy, policy_record = build_policy(spec, device, dataset)
     apply_speed_options(policy, cfg, device)
@@ -165,7 +218,7 @@ def run_policy_training(
     run_dir, logger = open_run(cfg, algo=algo, tags=tags, extra_record={
         "env_spec": dataclasses.asdict(spec), "dataset_source": source,
         "num_transitions": len(buffer), "device": str(device), "versions": software_versions(),
-        **(extra_record or {}), **policy_record})
+        **(extra_record or {}), **policy_record}, warnings=notes)
     trainer = (trainer_cls or MFPolicyTrainer)(
         policy, buffer=buffer, logger=logger, run_dir=run_dir, env=env, task=task,
         epochs=cfg.epoch, step_per_epoch=cfg.step_per_epoch, batch_size=cfg.batch_size,
@@ -213,19 +266,44 @@ def run_dynamics_training(
     Used by `run_dynamics.py` and by `run_mopo.py`/`run_mobile.py` without
     `--load_dynamics_path`, which train the forward model, save it to `model/` and stop.
     """
+    from offlinerlkit.dynamics.io import FILE_NAMES
     from offlinerlkit.dynamics.termination_fns import get_termination_fn
     from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 
-    device, task, dataset, source, spec = prepare_run(cfg, dataset)
+    device, task, dataset, source, spec, notes = prepare_run(cfg, dataset)
     termination_fn = get_termination_fn(task) if direction == "forward" else None
     dynamics = build_dynamics(cfg, spec, direction=direction,  # type: ignore[arg-type]
                               termination_fn=termination_fn, device=device)
     run_dir, logger = open_run(cfg, algo=algo, tags=tags, extra_record={
         "stage": f"{direction} dynamics", "env_spec": dataclasses.asdict(spec),
         "dataset_source": source, "num_transitions": int(dataset["observations"].shape[0]),
-        "device": str(device), "versions": software_versions()})
+        "device": str(device), "versions": software_versions()}, warnings=notes)
     with logger:
+        if getattr(cfg, "resume", None) and not restart_stage(
+                run_dir, logger, final=run_dir.model / FILE_NAMES[direction],
+                phases=["dynamics" if direction == "forward" else "reverse_dynamics"]):
+            return run_dir.path
         train_dynamics(dynamics, dataset, options=cfg, run_dir=run_dir, logger=logger,
                        task=task.name, metadata={"dataset_source": source}, progress=cfg.progress)
         logger.info(f"load these dynamics with --load_dynamics_path {run_dir.model}")
     return run_dir.path
+
+
+
+def restart_stage(run_dir: RunDir, logger: Logger, *, final: Path, phases: Sequence[str]) -> bool:
+    """`--resume` of a stage that keeps no resumable state (dynamics, anchor seeker): it
+    restarts from the beginning in the same folder with the saved options (the same seed gives
+    the same result). The stopped run's rows of `phases` and its temporary files are dropped
+    first. Returns False when the run had finished (`final` exists: nothing to do)."""
+    from offlinerlkit.utils.checkpoint import remove_stale_temporaries
+
+    if final.is_file():
+        logger.info(f"{run_dir.path} has finished: {final} exists")
+        return False
+    for folder in [run_dir.path, *run_dir.path.iterdir()]:
+        remove_stale_temporaries(folder)
+    for phase in phases:
+        logger.rewind(-1, phase=phase)
+    logger.info(f"{run_dir.path}: the stage restarts from its beginning (it keeps no resumable "
+                "state); the stopped run's rows were dropped")
+    return True

@@ -8,9 +8,13 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from offlinerlkit.utils.errors import FAILURE_EXIT, UserError
 
-class MissingExtraError(ImportError):
+
+class MissingExtraError(UserError, ImportError):
     """An optional dependency is not installed; the message says which extra installs it."""
+
+    exit_code = FAILURE_EXIT  # the installation is incomplete, not the input wrong
 
 
 def import_extra(module: str, extra: str) -> ModuleType:

@@ -1,13 +1,19 @@
 """Atomic file writes: a crash or kill never leaves a half-written file under the final name."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from offlinerlkit.utils.errors import naming_path
+
+_log = logging.getLogger(__name__)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
@@ -24,21 +30,54 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
 
     Returns:
         `path` as a `Path`.
+
+    Raises:
+        OSError: the write failed for a reason of the machine (disk full, read-only folder,
+            permission; also when torch's writer wrapped it), re-raised naming `path`. The
+            temporary file is removed in every case.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with (os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # it names the temporary file: name the one asked for
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+    try:
+        with naming_path(path):
+            with (os.fdopen(fd, "w", encoding="utf-8", newline="") if text
+                  else os.fdopen(fd, "wb")) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def new_files_removed_on_error(folder: str | os.PathLike, patterns: Sequence[str]) -> Iterator[None]:
+    """If the block raises (a full disk, a late refusal, Ctrl-C), delete the files matching
+    `patterns` (globs relative to `folder`) that did not exist before it.
+
+    A failed command then leaves no partial outputs, so the same command runs again without
+    `--overwrite`. Files that existed before are never touched.
+    """
+    root = Path(folder).expanduser()
+
+    def matching() -> set[Path]:
+        return {p for pattern in patterns for p in root.glob(pattern) if p.is_file()}
+
+    before = matching()
+    try:
+        yield
+    except BaseException:
+        for path in sorted(matching() - before):
+            path.unlink(missing_ok=True)
+            _log.warning("removed %s, a partial output of this failed command", path)
+        raise
 
 
 def _umask() -> int:

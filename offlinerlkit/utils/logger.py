@@ -36,6 +36,7 @@ import logging
 import numbers
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path, PurePath
@@ -45,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from offlinerlkit.utils.errors import naming_path
 from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.run_dir import RunDir
 
@@ -189,8 +191,9 @@ class _ConsoleBackend(_Backend):
     def _emit(self, text: str) -> None:
         self._write_stdout(text, file=sys.stdout)
         if self._file is not None:
-            self._file.write(text + "\n")
-            self._file.flush()
+            with naming_path(self._file.name):
+                self._file.write(text + "\n")
+                self._file.flush()
 
     def write(self, row: dict[str, float], step: int, phase: str) -> None:
         cells = {key: f"{value:<8.3g}" for key, value in row.items()}  # %-8.3g
@@ -269,8 +272,9 @@ class _CSVBackend(_Backend):
             self._extend_header(phase, new_keys)
         values = [str(step)] + [repr(row[k]) if k in row else "" for k in self._keys[phase][1:]]
         handle = self._files[phase]
-        csv.writer(handle).writerow(values)
-        handle.flush()
+        with naming_path(self._path(phase)):
+            csv.writer(handle).writerow(values)
+            handle.flush()
 
     def close(self) -> None:
         for handle in self._files.values():
@@ -314,12 +318,14 @@ class _TensorBoardBackend(_Backend):
         from torch.utils.tensorboard import SummaryWriter
 
         self._writer.close()
+        _wait_past_event_files(self._log_dir)
         self._writer = SummaryWriter(log_dir=str(self._log_dir), purge_step=int(step) + 1)
 
     def write(self, row: dict[str, float], step: int, phase: str) -> None:
-        for key, value in row.items():
-            self._writer.add_scalar(key, value, step)
-        self._writer.flush()
+        with naming_path(self._log_dir):
+            for key, value in row.items():
+                self._writer.add_scalar(key, value, step)
+            self._writer.flush()
 
     def hyper_params(self, text: str, config: dict[str, Any]) -> None:
         # Indented by 4 spaces, TensorBoard's markdown shows the JSON as a code block.
@@ -328,6 +334,21 @@ class _TensorBoardBackend(_Backend):
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _wait_past_event_files(folder: Path) -> None:
+    """Wait until the clock's second is past the newest event file's in `folder`.
+
+    TensorBoard reads a run's event files in name order, and names start with the second they
+    were created in; the file a resumed run writes carries the purge of the rows it repeats,
+    so it must come last (a kill and a resume within one second would otherwise tie).
+    """
+    stamps = [int(part) for p in folder.glob("events.out.tfevents.*")
+              if (part := p.name.split(".")[3]).isdigit()]
+    if stamps:
+        delay = max(stamps) + 1 - time.time()
+        if delay > 0:
+            time.sleep(delay)
 
 
 class _WandbBackend(_Backend):  # pragma: no cover - needs wandb and a login

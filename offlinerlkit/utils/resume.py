@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Optional, TypeVar
 
 from offlinerlkit.utils.cli import config_from_dict
+from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params
 
 __all__ = ["RESUME_EXTENDABLE", "RESUME_FREE", "RunLock", "RunLockError", "changed_fields",
@@ -100,7 +101,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-class RunLockError(RuntimeError):
+class RunLockError(UserError, RuntimeError):
     """Another live process writes to the run folder."""
 
 

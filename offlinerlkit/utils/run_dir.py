@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from offlinerlkit.utils.errors import UserError
+
 __all__ = ["RunDir", "RunDirError", "safe_name"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]")
@@ -29,7 +31,7 @@ _SUBDIRS = ("record", "record/tb", "model", "checkpoint", "result")
 _MAX_CLASH_SUFFIX = 10_000
 
 
-class RunDirError(FileNotFoundError):
+class RunDirError(UserError, FileNotFoundError):
     """Raised when a path is not an existing run directory (it has no `record/` folder)."""
 
 

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from offlinerlkit.utils.errors import UserError
+
 ROBOTS: dict[str, dict[str, object]] = {
     "halfcheetah": {"obs_dim": 17, "action_dim": 6, "gym_id": "HalfCheetah-v4",
                     "ref_min": -280.178953, "ref_max": 12135.0},
@@ -32,7 +34,7 @@ MAX_EPISODE_STEPS = 1000
 _TASK_RE = re.compile(r"^(?P<robot>[a-z0-9]+)-(?P<level>[a-z-]+)-(?P<version>v\d+)$")
 
 
-class TaskError(ValueError):
+class TaskError(UserError, ValueError):
     """Raised for a task name that is not a supported D4RL MuJoCo locomotion task."""
 
 
