@@ -59,7 +59,7 @@ class Algorithm:
 _SMALL = CocoaSizes((64, 64), 4, (100, 100))
 _SAC_METRICS = ("loss/actor", "loss/critic1", "loss/critic2")
 
-#: Every algorithm, in table order (the paper's four after BC).
+#: Every algorithm, in table order (the paper's four after BC, then the extensions).
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     Algorithm("bc", "run_bc", "BCConfig"),
     Algorithm("cql", "run_cql", "CQLConfig",
@@ -73,6 +73,9 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     Algorithm("mobile", "run_mobile", "MOBILEConfig", model_based=True, cocoa_sizes=_SMALL,
               cocoa_in_paper=True, presets=MOBILE, signature="num_q_ensemble",
               metrics=("loss/actor", "loss/critic")),
+    # not in the paper; its COCOA variant is this project's extension (docs/FIDELITY.md)
+    Algorithm("td3bc", "run_td3bc", "TD3BCConfig", cocoa_sizes=_SMALL, signature="policy_noise",
+              metrics=("loss/critic1", "loss/critic2")),
 )}
 
 
