@@ -4,11 +4,12 @@
     python run_example/run_pipeline.py --task hopper-medium-v2 --algo mopo --seed 1 --variant alone \
         --epoch 3000
 
-Stages (COCOA spec 1.2): `run_dynamics.py` (forward), `run_anchor_seeker.py`, then
-`run_{cql,iql,mopo,mobile}.py` with `--load_dynamics_path` / `--load_anchor_seeker_path` set to
-those runs. A finished dynamics or seeker run with the same configuration and data is reused; a
-finished policy run is skipped and an unfinished one resumed from its checkpoint. The policy run's
-`record/pipeline.json` names the artifacts it used. See docs/PIPELINE.md.
+Stages (COCOA spec 1.2): `run_dynamics.py` (forward), `run_anchor_seeker.py`, then the
+algorithm's script (its registry entry, `offlinerlkit.algorithms`) with `--load_dynamics_path` /
+`--load_anchor_seeker_path` set to those runs. A finished dynamics or seeker run with the same
+configuration and data is reused; a finished policy run is skipped and an unfinished one resumed
+from its checkpoint. The policy run's `record/pipeline.json` names the artifacts it used. See
+docs/PIPELINE.md.
 
 Options of this script: see `--help`. Every other flag goes to a stage script, spelled as that
 script spells it:
