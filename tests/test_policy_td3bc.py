@@ -209,21 +209,20 @@ def test_script_end_to_end(tmp_path: Path, data_file: Path, cocoa: bool) -> None
     assert {"actor", "critics", "normalizer"} <= set(saved)
 
 
-def test_script_resume_equals_an_uninterrupted_run(tmp_path: Path, data_file: Path) -> None:
+def test_script_resume_equals_an_uninterrupted_run(tmp_path: Path, data_file: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = dict(COMMON, dataset_path=str(data_file))
     straight = run_td3bc.main(run_td3bc.TD3BCConfig(**cfg, log_dir=str(tmp_path / "s")))
-    original = MFPolicyTrainer.save
+    save = MFPolicyTrainer.save
 
-    def save_then_stop(self: MFPolicyTrainer) -> None:
-        original(self)
+    def killed_after_saving(self: MFPolicyTrainer) -> None:
+        save(self)
         raise KeyboardInterrupt
 
-    MFPolicyTrainer.save = save_then_stop  # type: ignore[method-assign]
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(MFPolicyTrainer, "save", killed_after_saving)
         with pytest.raises(KeyboardInterrupt):
             run_td3bc.main(run_td3bc.TD3BCConfig(**cfg, log_dir=str(tmp_path / "r")))
-    finally:
-        MFPolicyTrainer.save = original  # type: ignore[method-assign]
     first = next((tmp_path / "r").glob(f"{TASK}/*/seed_*"))
     assert not (first / "model" / "policy.pth").exists()
     resumed = run_td3bc.main(run_td3bc.TD3BCConfig(**cfg, resume=str(first),
