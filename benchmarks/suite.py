@@ -70,6 +70,7 @@ from workloads import (
     synthetic_transitions,
 )
 
+from offlinerlkit.algorithms import ALGORITHMS
 from offlinerlkit.anchor import AnchorSeeker, divergent_reverse_rollouts, pretrain_seeker
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
 from offlinerlkit.dynamics import DEFAULT_HIDDEN_DIMS, EnsembleDynamics
@@ -273,9 +274,8 @@ def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
     batch = make_batch(spec, cfg.batch_size, device, cfg.seed)
     for algo in cfg.algos:
         alone: UpdateStats | None = None
-        variants = [(False, False)] if algo == "bc" else [(False, False), (True, False)]
-        if algo != "bc":
-            variants.append((True, True))
+        has_cocoa = ALGORITHMS[algo].has_cocoa
+        variants = [(False, False)] + ([(True, False), (True, True)] if has_cocoa else [])
         for cocoa, precomputed in variants:
             stats = measure_update(algo, cocoa, spec, batch, device, cfg.steps, cfg.warmup, cfg,
                                    precomputed_anchors=precomputed)

@@ -22,6 +22,7 @@ import torch
 from timing import median_time
 from torch import Tensor
 
+from offlinerlkit.algorithms import ALGORITHMS
 from offlinerlkit.anchor import AnchorSeeker, rollout_anchor_fn
 from offlinerlkit.dynamics import (
     DEFAULT_HIDDEN_DIMS,
@@ -53,11 +54,12 @@ __all__ = ["ALGOS", "COCOA_DEFAULT", "COCOA_SIZES", "NUM_ELITES", "NUM_MEMBERS",
 
 #: The algorithms `build` knows, in table order.
 ALGOS = ("bc", "cql", "iql", "mopo", "mobile")
-#: COCOA network sizes per algorithm: (tr_hidden_dims, embedding_dim D, backbone hidden dims).
+#: COCOA network sizes per algorithm: (tr_hidden_dims, embedding_dim D, backbone hidden dims),
+#: from the algorithm registry.
 COCOA_SIZES: dict[str, tuple[tuple[int, ...], int, tuple[int, ...]]] = {
-    "cql": ((256, 256, 256), 32, (256, 256, 256)),
-}
-#: COCOA sizes of the algorithms not in `COCOA_SIZES`.
+    a.name: tuple(a.cocoa_sizes) for a in ALGORITHMS.values()  # type: ignore[misc]
+    if a.cocoa_sizes is not None}
+#: COCOA sizes of the algorithms not in `COCOA_SIZES` (those without a COCOA variant).
 COCOA_DEFAULT: tuple[tuple[int, ...], int, tuple[int, ...]] = ((64, 64), 4, (100, 100))
 #: The paper's dynamics ensemble: members and elites.
 NUM_MEMBERS, NUM_ELITES = 7, 5
@@ -195,7 +197,7 @@ def build(algo: str, cocoa: bool, spec: EnvSpec, device: torch.device
                            adam(q.parameters(), lr=3e-4),
                            adam(v.parameters(), lr=3e-4), device=device, **fns)
         return policy, policy.learn, anchor
-    if algo not in ("mopo", "mobile"):
+    if algo not in ALGOS or not ALGORITHMS[algo].model_based:
         raise ValueError(f"unknown algorithm {algo!r}; expected one of {ALGOS}")
     hidden = cocoa_hidden if cocoa else (256, 256)
     actor, critics = build_tanh_actor(spec, hidden, enc), build_critics(spec, hidden, enc)

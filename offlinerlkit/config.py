@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
 from offlinerlkit.utils.cli import opt
 
@@ -249,6 +249,20 @@ class ModelRolloutOptions:
                 "rollout_batch_size": self.rollout_batch_size, "rollout_length": rollout_length,
                 "model_retain_epochs": self.model_retain_epochs, "real_ratio": self.real_ratio,
                 "rollout_augmentation": self.rollout_augmentation}
+
+
+class CocoaSizes(NamedTuple):
+    """An algorithm's default COCOA network sizes (spec 6.4), given to `build_anchor_setup`.
+
+    Attributes:
+        tr_hidden_dims: f/g hidden widths; the last is the bilinear feature width.
+        embedding_dim: bilinear block size D.
+        backbone: backbone hidden widths of the anchor + delta networks.
+    """
+
+    tr_hidden_dims: tuple[int, ...]
+    embedding_dim: int
+    backbone: tuple[int, ...]
 
 
 @dataclass(frozen=True)

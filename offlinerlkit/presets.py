@@ -82,9 +82,6 @@ ANCHOR_SEEKER_ALL = Preset({"rollout_length": 5, "scale_coef": 0.8, "noise_coef"
 ANCHOR_HORIZON_ALL = Preset({"actor_horizon_len": 1, "critic_horizon_len": 1},
                             "cocoa-readme (all tasks)", task_tuned=False)
 
-TABLES: dict[str, dict[str, Preset]] = {"mopo": MOPO, "mobile": MOBILE}
-
-
 def task_key(task: str) -> str:
     """`hopper-medium-replay-v2` -> `hopper-medium-replay` (presets hold for every version).
 
@@ -96,19 +93,20 @@ def task_key(task: str) -> str:
     return head if version.startswith("v") and version[1:].isdigit() else name
 
 
-def preset_for(algo: str, task: str) -> Optional[Preset]:
-    """The published preset of `algo` for `task`, or None when the defaults apply."""
-    return TABLES.get(algo, {}).get(task_key(task))
+def preset_for(table: Mapping[str, Preset], task: str) -> Optional[Preset]:
+    """The published preset of `task` in an algorithm's `table` (its registry entry's
+    `presets`, `offlinerlkit.algorithms`), or None when the defaults apply."""
+    return table.get(task_key(task))
 
 
-def resolve(algo: str, task: str, given: Mapping[str, Any], defaults: Mapping[str, Any]
+def resolve(table: Mapping[str, Preset], task: str, given: Mapping[str, Any], defaults: Mapping[str, Any]
             ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Fill the fields left as None in `given`: the task's preset first, then `defaults`.
+    """Fill the fields left as None in `given`: the task's preset in `table` first, then `defaults`.
 
     Returns the resolved values and, per field, where its value came from (`flag`, the preset's
     source, or `default (not task-tuned)`), for the run record.
     """
-    preset = preset_for(algo, task)
+    preset = preset_for(table, task)
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for name, default in defaults.items():

@@ -3,7 +3,7 @@
     python run_example/learning_check.py --task replica:hopper-expert-v2 --dataset_path data/replica --steps 3000
 
 Each algorithm trains for `--steps` gradient steps (in epochs of `--step_per_epoch`), evaluated
-in the simulator after every epoch; MOPO and MOBILE first train their forward dynamics (capped at
+in the simulator after every epoch; model-based ones (MOPO, MOBILE) first train their forward dynamics (capped at
 `--dynamics_epochs`). The table gives the final normalised score, the best one and the wall time,
 beside the score of a uniformly random policy. This is a smoke-level check that learning happens
 on real data in the real simulator, not a reproduction of the paper's budgets.
@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import time
 from pathlib import Path
 
 import numpy as np
-import run_bc
-import run_cql
-import run_iql
-import run_mobile
-import run_mopo
 
+from offlinerlkit.algorithms import ALGORITHMS, algorithm
 from offlinerlkit.envs import make_env
 from offlinerlkit.policy_trainer.evaluate import evaluate_policy
 from offlinerlkit.utils.errors import run_main
@@ -46,7 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="replica:hopper-expert-v2")
     parser.add_argument("--dataset_path", default="data/replica")
-    parser.add_argument("--algos", nargs="*", default=["bc", "iql", "cql", "mopo", "mobile"])
+    parser.add_argument("--algos", nargs="*", choices=list(ALGORITHMS),
+                        default=list(ALGORITHMS))
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--step_per_epoch", type=int, default=500)
     parser.add_argument("--eval_episodes", type=int, default=5)
@@ -63,19 +61,16 @@ def main() -> None:
     rows = [("random policy", random_policy_score(cli.task, 10, cli.seed), float("nan"), 0.0)]
     for algo in cli.algos:
         start = time.time()
-        if algo == "bc":
-            run = run_bc.main(run_bc.BCConfig(**common))
-        elif algo == "iql":
-            run = run_iql.main(run_iql.IQLConfig(**common))
-        elif algo == "cql":
-            run = run_cql.main(run_cql.CQLConfig(**common))
-        else:
-            module, cfg_cls = (run_mopo, run_mopo.MOPOConfig) if algo == "mopo" else (
-                run_mobile, run_mobile.MOBILEConfig)
+        entry = algorithm(algo)
+        module = importlib.import_module(entry.script)
+        cfg_cls = getattr(module, entry.config)
+        if entry.model_based:  # the first call trains the forward dynamics and stops
             mb = dict(common, dynamics_max_epochs=cli.dynamics_epochs,
                       rollout_batch_size=cli.rollout_batch_size)
             dynamics = module.main(cfg_cls(**mb))
             run = module.main(cfg_cls(**mb, load_dynamics_path=str(dynamics / "model")))
+        else:
+            run = module.main(cfg_cls(**common))
         final, best = scores(run)
         rows.append((algo, final, best, time.time() - start))
         print(f"{algo}: final {final:.1f}, best {best:.1f} ({time.time() - start:.0f} s)", flush=True)

@@ -16,6 +16,7 @@ from typing import Any, Literal, Optional
 import numpy as np
 import torch
 
+from offlinerlkit.algorithms import algorithm
 from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import (
     CocoaOptions,
@@ -56,6 +57,10 @@ class CQLConfig(RunConfig, SACOptions, CocoaOptions, LoadedDynamicsSizes):
                      count=("num_repeat_actions",))
 
 
+#: This script's registry entry (COCOA sizes, presets).
+ALGO = algorithm("cql")
+
+
 def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
          env: Any = None) -> Path:
     """Train CQL; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
@@ -67,7 +72,7 @@ def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
     def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
               ) -> tuple[CQLPolicy, dict[str, Any]]:
-        setup = build_anchor_setup(cfg, algo="cql", task=task.name, spec=spec, dynamics=dynamics,
+        setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=task.name, spec=spec, dynamics=dynamics,
                                    dataset_obs=data["observations"], device=device)
         hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256, 256)
         actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)

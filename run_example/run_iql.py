@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
+from offlinerlkit.algorithms import algorithm
 from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig, check_ranges
 from offlinerlkit.datasets.transforms import normalize_rewards_by_return_range
@@ -61,6 +62,10 @@ class IQLConfig(RunConfig, CocoaOptions, LoadedDynamicsSizes):
             raise ValueError(f"--dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
 
+#: This script's registry entry (COCOA sizes, presets).
+ALGO = algorithm("iql")
+
+
 def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
          env: Any = None) -> Path:
     """Train IQL; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
@@ -71,7 +76,7 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
     def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
               ) -> tuple[IQLPolicy, dict[str, Any]]:
-        setup = build_anchor_setup(cfg, algo="iql", task=task.name, spec=spec, dynamics=dynamics,
+        setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=task.name, spec=spec, dynamics=dynamics,
                                    dataset_obs=data["observations"], device=device)
         hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
         actor = build_gaussian_actor(spec, hidden, setup.actor_encoder,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
+from offlinerlkit.algorithms import algorithm
 from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import (
     CocoaOptions,
@@ -58,12 +59,16 @@ class MOPOConfig(RunConfig, SACOptions, ModelRolloutOptions, CocoaOptions, Dynam
 DEFAULTS = {"rollout_length": 1, "penalty_coef": 2.5}
 
 
+#: This script's registry entry (COCOA sizes, presets).
+ALGO = algorithm("mopo")
+
+
 def main(cfg: MOPOConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
          env: Any = None) -> Path:
     """Train the dynamics (no `--load_dynamics_path`) or the policy; returns the run directory."""
     if cfg.resume:
         cfg = resumed_config(cfg)
-    values, origin = resolve("mopo", cfg.task, {k: getattr(cfg, k) for k in DEFAULTS}, DEFAULTS)
+    values, origin = resolve(ALGO.presets, cfg.task, {k: getattr(cfg, k) for k in DEFAULTS}, DEFAULTS)
     tags = {"penalty_coef": values["penalty_coef"], "rollout_length": values["rollout_length"]}
     if cfg.load_dynamics_path is None:
         return run_dynamics_training(cfg, algo="mopo", dataset=dataset, tags=tags)
@@ -76,7 +81,7 @@ def main(cfg: MOPOConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
 
     def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
               ) -> tuple[MOPOPolicy, dict[str, Any]]:
-        setup = build_anchor_setup(cfg, algo="mopo", task=task.name, spec=spec, dynamics=dynamics,
+        setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=task.name, spec=spec, dynamics=dynamics,
                                    dataset_obs=data["observations"], device=device)
         hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
         actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)

@@ -4,11 +4,12 @@
     python run_example/run_pipeline.py --task hopper-medium-v2 --algo mopo --seed 1 --variant alone \
         --epoch 3000
 
-Stages (COCOA spec 1.2): `run_dynamics.py` (forward), `run_anchor_seeker.py`, then
-`run_{cql,iql,mopo,mobile}.py` with `--load_dynamics_path` / `--load_anchor_seeker_path` set to
-those runs. A finished dynamics or seeker run with the same configuration and data is reused; a
-finished policy run is skipped and an unfinished one resumed from its checkpoint. The policy run's
-`record/pipeline.json` names the artifacts it used. See docs/PIPELINE.md.
+Stages (COCOA spec 1.2): `run_dynamics.py` (forward), `run_anchor_seeker.py`, then the
+algorithm's script (its registry entry, `offlinerlkit.algorithms`) with `--load_dynamics_path` /
+`--load_anchor_seeker_path` set to those runs. A finished dynamics or seeker run with the same
+configuration and data is reused; a finished policy run is skipped and an unfinished one resumed
+from its checkpoint. The policy run's `record/pipeline.json` names the artifacts it used. See
+docs/PIPELINE.md.
 
 Options of this script: see `--help`. Every other flag goes to a stage script, spelled as that
 script spells it:
@@ -25,6 +26,7 @@ this script's and apply to every stage (dynamics and seeker get the artifact see
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import re
@@ -34,12 +36,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 import run_anchor_seeker
-import run_cql
 import run_dynamics
-import run_iql
-import run_mobile
-import run_mopo
 
+from offlinerlkit.algorithms import algorithm
 from offlinerlkit.config import DynamicsOptions
 from offlinerlkit.pipeline import (
     PipelinePlan,
@@ -51,20 +50,25 @@ from offlinerlkit.pipeline import (
     needs_seeker,
     run_pipeline,
 )
+from offlinerlkit.pipeline.runner import ALGOS
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
 from offlinerlkit.utils.cli import build_parser, opt, parse_config
 from offlinerlkit.utils.errors import run_main
 
-POLICY_SCRIPTS: dict[str, tuple[Any, type]] = {
-    "cql": (run_cql.main, run_cql.CQLConfig),
-    "iql": (run_iql.main, run_iql.IQLConfig),
-    "mopo": (run_mopo.main, run_mopo.MOPOConfig),
-    "mobile": (run_mobile.main, run_mobile.MOBILEConfig),
-}
+
+def _policy_script(name: str) -> tuple[Any, type]:
+    """`(main, config class)` of an algorithm's script, found through its registry entry."""
+    entry = algorithm(name)
+    module = importlib.import_module(entry.script)
+    return module.main, getattr(module, entry.config)
+
+
+#: The policy scripts of the algorithms the pipeline drives: algorithm -> (main, config class).
+POLICY_SCRIPTS: dict[str, tuple[Any, type]] = {a: _policy_script(a) for a in ALGOS}
 STAGE_CONFIGS: dict[str, type] = {"dynamics": run_dynamics.DynamicsRunConfig,
                                   "seeker": run_anchor_seeker.AnchorSeekerConfig}
 STAGE_SCRIPTS = {"dynamics": "run_dynamics.py", "seeker": "run_anchor_seeker.py",
-                 **{a: f"run_{a}.py" for a in POLICY_SCRIPTS}}
+                 **{a: f"{algorithm(a).script}.py" for a in POLICY_SCRIPTS}}
 #: Un-prefixed flags that go to both dynamics ensembles (forward, and the seeker's reverse).
 SHARED_MODEL_FLAGS = frozenset(f.name for f in dataclasses.fields(DynamicsOptions)) - {"holdout_ratio"}
 PREFIXES = ("dynamics", "seeker", "policy")
@@ -76,7 +80,7 @@ class PipelineConfig:
     """Run forward dynamics, the anchor seeker and a policy in order (docs/PIPELINE.md)."""
 
     task: str = opt("hopper-medium-v2", "D4RL task, e.g. hopper-medium-replay-v2")
-    algo: Literal["cql", "iql", "mopo", "mobile"] = opt("cql", "policy algorithm")
+    algo: Literal[ALGOS] = opt("cql", "policy algorithm")  # type: ignore[valid-type]
     seed: int = opt(0, "policy seed")
     variant: Literal["alone", "cocoa"] = opt("cocoa", "the algorithm alone, or with COCOA")
     artifact_seeds: Literal["shared", "per_seed"] = opt(

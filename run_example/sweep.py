@@ -43,7 +43,7 @@ class SweepConfig:
     """Run a grid of pipelines on Ray Tune (local by default, a cluster with --address)."""
 
     tasks: tuple[str, ...] = opt(("hopper-medium-v2",), "tasks of the grid")
-    algos: tuple[str, ...] = opt(("cql",), "algorithms of the grid: cql iql mopo mobile")
+    algos: tuple[str, ...] = opt(("cql",), "algorithms of the grid (those with a COCOA variant, offlinerlkit.algorithms)")
     variants: tuple[str, ...] = opt(("alone", "cocoa"), "variants of the grid: alone cocoa")
     seeds: tuple[int, ...] = opt((0,), "policy seeds of the grid")
     log_dir: str = opt("log", "root folder of run directories (shared by all trials)")

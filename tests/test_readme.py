@@ -39,6 +39,7 @@ SHORTEN = {
     "run_cql.py": FAST + TINY_COCOA + DYNAMICS_SIZES + ["--hidden_dims", "16", "16",
                                                         "--num_repeat_actions", "2"],
     "run_iql.py": FAST + TINY_COCOA + DYNAMICS_SIZES + ["--hidden_dims", "16", "16"],
+    "run_td3bc.py": FAST + TINY_COCOA + DYNAMICS_SIZES + ["--hidden_dims", "16", "16"],
     "run_mopo.py": FAST + TINY_COCOA + ["--hidden_dims", "16", "16", "--rollout_batch_size", "32"]
     + TINY_DYNAMICS,
     "run_mobile.py": FAST + TINY_COCOA + ["--hidden_dims", "16", "16", "--rollout_batch_size", "32"]

@@ -16,22 +16,13 @@ import torch
 
 from offlinerlkit.anchor.anchor_fn import AnchorFn, closest_delta_anchor_fn, rollout_anchor_fn
 from offlinerlkit.anchor.seeker import load_seeker
-from offlinerlkit.config import CocoaOptions
+from offlinerlkit.config import CocoaOptions, CocoaSizes
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.modules.build import PLAIN, EncoderOptions
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.errors import UserError
 
 log = logging.getLogger(__name__)
-
-#: Default f/g sizes per algorithm (spec 6.4): (tr_hidden_dims, embedding_dim, backbone).
-COCOA_SIZES: dict[str, tuple[tuple[int, ...], int, tuple[int, ...]]] = {
-    "cql": ((256, 256, 256), 32, (256, 256, 256)),
-    "iql": ((64, 64), 4, (100, 100)),
-    "mopo": ((64, 64), 4, (100, 100)),
-    "mobile": ((64, 64), 4, (100, 100)),
-}
-
 
 class CocoaSetupError(UserError, ValueError):
     """COCOA was asked for with options that cannot work; the message says what to pass."""
@@ -57,7 +48,7 @@ class AnchorSetup:
     record: dict[str, Any] = field(default_factory=lambda: {"cocoa": False})
 
 
-def build_anchor_setup(options: CocoaOptions, *, algo: str, task: str, spec: EnvSpec,
+def build_anchor_setup(options: CocoaOptions, *, sizes: Optional[CocoaSizes], task: str, spec: EnvSpec,
                        dynamics: Optional[EnsembleDynamics], dataset_obs: Optional[np.ndarray],
                        device: torch.device | str = "cpu",
                        generator: Optional[torch.Generator] = None) -> AnchorSetup:
@@ -65,7 +56,9 @@ def build_anchor_setup(options: CocoaOptions, *, algo: str, task: str, spec: Env
 
     Args:
         options: the script's COCOA options.
-        algo: `cql`, `iql`, `mopo` or `mobile` (default network sizes, spec 6.4).
+        sizes: the algorithm's default f/g and backbone sizes (spec 6.4; its registry entry,
+            `offlinerlkit.algorithms`); `options` may override the f/g ones. None: the
+            algorithm has no COCOA variant (asking for COCOA is an error).
         task: the task; a seeker trained for another task is refused.
         spec: observation/action sizes; a seeker of other sizes is refused.
         dynamics: the trained forward dynamics (needed for rollout anchors).
@@ -84,7 +77,9 @@ def build_anchor_setup(options: CocoaOptions, *, algo: str, task: str, spec: Env
     if not (actor_transd or critic_transd):
         raise CocoaSetupError("COCOA is on but --actor_transd and --critic_transd are both off; "
                               "drop --load_anchor_seeker_path for a plain run")
-    tr_default, embed_default, backbone = COCOA_SIZES[algo]
+    if sizes is None:
+        raise CocoaSetupError("this algorithm has no COCOA variant: drop the COCOA options")
+    tr_default, embed_default, backbone = sizes
     encoder = EncoderOptions(cocoa=True, tr_hidden_dims=options.tr_hidden_dims or tr_default,
                              embedding_dim=options.embedding_dim or embed_default,
                              fg_layernorm=options.fg_layernorm_resolved)

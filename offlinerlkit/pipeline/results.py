@@ -31,6 +31,7 @@ from typing import Optional
 
 import numpy as np
 
+from offlinerlkit.algorithms import ALGORITHMS
 from offlinerlkit.pipeline.artifacts import IN_MEMORY_SOURCE, read_record
 from offlinerlkit.presets import task_key
 from offlinerlkit.utils.minari_task import is_minari_task
@@ -54,8 +55,6 @@ SCORE_KEY = "eval/normalized_episode_reward"
 LAST_10_KEY = "eval/last_10_performance"
 PROGRESS_FILE = "policy_training_progress.csv"
 
-_SIGNATURES = (("cql_weight", "cql"), ("expectile", "iql"), ("uncertainty_mode", "mopo"),
-               ("num_q_ensemble", "mobile"))
 _FOLDER_ALGO = re.compile(r"^(?P<algo>[a-z0-9]+?)(?:_cocoa)?(?:_|$)")
 
 
@@ -166,9 +165,9 @@ class PolicyRun:
 def _algo_of(run: Path, config: dict, pipeline: dict) -> Optional[str]:
     if pipeline.get("algo"):
         return str(pipeline["algo"])
-    for key, algo in _SIGNATURES:
-        if key in config:
-            return algo
+    for entry in ALGORITHMS.values():
+        if entry.signature is not None and entry.signature in config:
+            return entry.name
     match = _FOLDER_ALGO.match(run.parent.name)
     return match.group("algo") if match else None
 

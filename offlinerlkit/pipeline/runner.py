@@ -4,8 +4,8 @@ One pipeline is one (task, algorithm, seed, variant). The caller (`run_example/r
 builds each stage's config object and passes the stage scripts' `main` functions, so this module
 never imports `run_example`. The runner
 
-1. finds or trains the forward dynamics, when the policy needs them (MOPO and MOBILE always;
-   CQL and IQL only with COCOA, for the anchor rollouts);
+1. finds or trains the forward dynamics, when the policy needs them (model-based algorithms
+   always, e.g. MOPO and MOBILE; model-free ones only with COCOA, for the anchor rollouts);
 2. finds or trains the anchor seeker, with COCOA;
 3. fills `load_dynamics_path` / `load_anchor_seeker_path` of the policy config with those
    artifacts' `model/` folders (absolute paths, so the policy run's configuration does not
@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from offlinerlkit.algorithms import ALGORITHMS, cocoa_algorithms
 from offlinerlkit.pipeline.artifacts import (
     ANCHOR_SEEKER,
     FORWARD_DYNAMICS,
@@ -42,7 +43,6 @@ from offlinerlkit.pipeline.artifacts import (
     match_fields,
     run_lock,
 )
-from offlinerlkit.reference.paper_table import ALGOS  # the algorithms the pipeline drives
 from offlinerlkit.utils.fileio import atomic_write
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ __all__ = [
     "run_pipeline",
 ]
 
+#: The algorithms the pipeline drives: those with a COCOA variant (`offlinerlkit.algorithms`).
+ALGOS = cocoa_algorithms()
 #: `alone`: the plain algorithm; `cocoa`: with COCOA's anchor seeker and anchor + delta networks.
 VARIANTS = ("alone", "cocoa")
 #: File written in the policy run's `record/` folder.
@@ -75,7 +77,7 @@ Action = Literal["trained", "reused", "resumed", "skipped"]
 def needs_dynamics(algo: str, variant: str) -> bool:
     """Whether the policy stage needs forward dynamics (model-based, or COCOA's anchors)."""
     _check(algo, variant)
-    return algo in ("mopo", "mobile") or variant == "cocoa"
+    return ALGORITHMS[algo].model_based or variant == "cocoa"
 
 
 def needs_seeker(algo: str, variant: str) -> bool:
