@@ -113,5 +113,15 @@ def test_ship_policies_copies_weights_with_provenance(trained: Path, tmp_path: P
 
 def test_every_shipped_policy_loads_with_its_provenance() -> None:
     shipped = shipped_robots()
+    assert "hopper" in shipped, "the hopper behaviour policies must ship with the package"
     for robot in shipped:
         _check_shipped(SHIPPED_ROOT, robot)
+
+
+def test_shipped_hopper_policies_are_of_d4rl_strength() -> None:
+    """The recorded deterministic 10-episode evaluations meet issue 13's targets."""
+    provenance = json.loads((SHIPPED_ROOT / "policies" / "hopper" / "provenance.json").read_text())
+    levels = provenance["levels"]
+    assert levels["expert"]["eval_return_normalized"] >= 90
+    assert 25 <= levels["medium"]["eval_return_normalized"] <= 50
+    assert levels["expert"]["train_step"] == provenance["train_steps"] == 1_000_000
