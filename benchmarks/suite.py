@@ -75,9 +75,7 @@ from offlinerlkit.anchor import AnchorSeeker, divergent_reverse_rollouts, pretra
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
 from offlinerlkit.dynamics import DEFAULT_HIDDEN_DIMS, EnsembleDynamics
 from offlinerlkit.envs import make_env
-from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.anchors import CountingAnchorFn
-from offlinerlkit.policy.sac import SACPolicy
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.types import Batch, EnvSpec
 from offlinerlkit.utils.experiment import configure_threads, resolve_device
@@ -546,18 +544,14 @@ def online_table(cfg: argparse.Namespace, device: torch.device) -> Table:
     """Online SAC as make_dataset.py runs it: simulator step, actor sample, buffer write and
     one update (batch, 256x2 networks) per environment step."""
     from offlinerlkit.policy_trainer.online import OnlineSACTrainer
-    from offlinerlkit.replica import SACTrainOptions
+    from offlinerlkit.replica import SACTrainOptions, build_online_sac
 
     options = SACTrainOptions()
     task = parse_task(f"{cfg.online_robot}-random-v2")
     spec = EnvSpec(task.obs_dim, task.action_dim)
     warm = max(cfg.batch_size, 256)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    sac = SACPolicy(build_tanh_actor(spec, options.hidden_dims),
-                    build_critics(spec, options.hidden_dims, num_members=2),
-                    actor_lr=options.actor_lr, critic_lr=options.critic_lr,
-                    alpha_lr=options.alpha_lr, gamma=options.gamma, tau=options.tau,
-                    auto_alpha=True, generator=generator, device=device)
+    sac = build_online_sac(options, spec, generator=generator, device=device)
     total = warm + cfg.online_steps
     trainer = OnlineSACTrainer(
         sac, make_env(task, seed=cfg.seed), eval_env=make_env(task, seed=cfg.seed + 1),

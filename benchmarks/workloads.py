@@ -181,7 +181,7 @@ def build(algo: str, cocoa: bool, spec: EnvSpec, device: torch.device
     fns = {"actor_anchor_fn": anchor, "critic_anchor_fn": anchor}
     if algo == "bc":
         actor = DeterministicActor(MLP(spec.obs_dim, (256, 256)), spec.action_dim)
-        policy = BCPolicy(actor, adam(actor.parameters(), lr=1e-4), device=device)
+        policy = BCPolicy(actor, actor_lr=1e-4, device=device)
         return policy, policy.learn, None
     if algo == "cql":
         hidden = cocoa_hidden if cocoa else (256, 256, 256)
@@ -193,9 +193,8 @@ def build(algo: str, cocoa: bool, spec: EnvSpec, device: torch.device
         actor = build_gaussian_actor(spec, hidden, enc)
         q = build_critics(spec, hidden, enc, init="orthogonal")
         v = build_critics(spec, hidden, enc, num_members=1, with_action=False, init="orthogonal")
-        policy = IQLPolicy(actor, q, v, adam(actor.parameters(), lr=3e-4),
-                           adam(q.parameters(), lr=3e-4),
-                           adam(v.parameters(), lr=3e-4), device=device, **fns)
+        policy = IQLPolicy(actor, q, v, actor_lr=3e-4, critic_q_lr=3e-4, critic_v_lr=3e-4,
+                           device=device, **fns)
         return policy, policy.learn, anchor
     if algo not in ALGOS or not ALGORITHMS[algo].model_based:
         raise ValueError(f"unknown algorithm {algo!r}; expected one of {ALGOS}")

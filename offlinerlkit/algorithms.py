@@ -37,7 +37,10 @@ class Algorithm:
         presets: per-task hyper-parameters (`offlinerlkit.presets`), task key -> preset.
         signature: a config field only this algorithm's runs record in `hyper_param.json`
             (how results tell its runs apart); None to go by the run folder's name.
-        metrics: the keys every `learn()` call of its policy returns.
+        metrics: the keys every `learn()` call of its policy returns, in the original's
+            vocabulary (spec 7.1-7.4: it names them per algorithm; see docs/ARCHITECTURE.md,
+            "Metrics"); optional ones (auto-alpha's `loss/alpha`, `alpha`, the Lagrange
+            multiplier's, TD3+BC's delayed actor step's) are not listed.
     """
 
     name: str
@@ -69,7 +72,7 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
               signature="expectile", metrics=("loss/actor", "loss/q1", "loss/q2", "loss/v")),
     Algorithm("mopo", "run_mopo", "MOPOConfig", model_based=True, cocoa_sizes=_SMALL,
               cocoa_in_paper=True, presets=MOPO, signature="uncertainty_mode",
-              metrics=_SAC_METRICS),
+              metrics=(*_SAC_METRICS, "train/actor/target_Q")),
     Algorithm("mobile", "run_mobile", "MOBILEConfig", model_based=True, cocoa_sizes=_SMALL,
               cocoa_in_paper=True, presets=MOBILE, signature="num_q_ensemble",
               metrics=("loss/actor", "loss/critic")),

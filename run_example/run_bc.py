@@ -16,7 +16,6 @@ import torch
 from offlinerlkit.config import RunConfig, check_ranges
 from offlinerlkit.modules.actor import DeterministicActor
 from offlinerlkit.nets.mlp import MLP
-from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.bc import BCPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt
@@ -47,8 +46,7 @@ def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
               ) -> tuple[BCPolicy, dict[str, Any]]:
         actor = DeterministicActor(MLP(spec.obs_dim, cfg.hidden_dims), spec.action_dim,
                                    max_action=spec.max_action)
-        optim = adam(actor.parameters(), lr=cfg.actor_lr)
-        return BCPolicy(actor, optim, device=device), {}
+        return BCPolicy(actor, actor_lr=cfg.actor_lr, device=device), {}
 
     return run_policy_training(cfg, algo="bc", build_policy=build, dataset=dataset, env=env)
 

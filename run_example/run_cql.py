@@ -27,6 +27,7 @@ from offlinerlkit.config import (
 )
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.cql import CQLPolicy
+from offlinerlkit.policy.sac import SACHyperparams
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt
 from offlinerlkit.utils.errors import run_main
@@ -79,7 +80,7 @@ def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
         critics = build_critics(spec, hidden, setup.critic_encoder, num_members=2,
                                 layernorm=cfg.layernorm)
         policy = CQLPolicy(
-            actor, critics, **cfg.sac_kwargs(auto_alpha), cql_weight=cfg.cql_weight,
+            actor, critics, hp=SACHyperparams(**cfg.sac_kwargs(auto_alpha)), cql_weight=cfg.cql_weight,
             temperature=cfg.temperature, max_q_backup=cfg.max_q_backup,
             deterministic_backup=cfg.deterministic_backup, with_lagrange=cfg.with_lagrange,
             lagrange_threshold=cfg.lagrange_threshold, cql_alpha_lr=cfg.cql_alpha_lr,

@@ -16,14 +16,13 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from offlinerlkit.algorithms import algorithm
 from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig, check_ranges
 from offlinerlkit.datasets.transforms import normalize_rewards_by_return_range
 from offlinerlkit.modules.build import build_critics, build_gaussian_actor
-from offlinerlkit.nets.optim import adam
+from offlinerlkit.nets.optim import CosineSchedule
 from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt
@@ -85,13 +84,10 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
                                  layernorm=cfg.layernorm, init="orthogonal")
         critic_v = build_critics(spec, hidden, setup.critic_encoder, num_members=1,
                                  with_action=False, layernorm=cfg.layernorm, init="orthogonal")
-        actor_optim = adam(actor.parameters(), lr=cfg.actor_lr)
-        scheduler = CosineAnnealingLR(actor_optim, cfg.epoch) if cfg.lr_decay else None
         policy = IQLPolicy(
-            actor, critic_q, critic_v, actor_optim,
-            adam(critic_q.parameters(), lr=cfg.critic_q_lr),
-            adam(critic_v.parameters(), lr=cfg.critic_v_lr),
-            actor_scheduler=scheduler, gamma=cfg.gamma, tau=cfg.tau, expectile=cfg.expectile,
+            actor, critic_q, critic_v, actor_lr=cfg.actor_lr, critic_q_lr=cfg.critic_q_lr,
+            critic_v_lr=cfg.critic_v_lr,
+            actor_lr_schedule=CosineSchedule(cfg.epoch) if cfg.lr_decay else None, gamma=cfg.gamma, tau=cfg.tau, expectile=cfg.expectile,
             temperature=cfg.temperature, actor_anchor_fn=setup.actor_anchor_fn,
             critic_anchor_fn=setup.critic_anchor_fn, device=device)
         return policy, {"cocoa": setup.record, "resolved": {"hidden_dims": list(hidden)}}

@@ -17,7 +17,6 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from offlinerlkit.algorithms import algorithm
 from offlinerlkit.anchor.build import build_anchor_setup
@@ -33,7 +32,9 @@ from offlinerlkit.datasets.transforms import zscore_rewards
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.termination_fns import get_termination_fn
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
+from offlinerlkit.nets.optim import CosineSchedule
 from offlinerlkit.policy.mobile import MOBILEPolicy
+from offlinerlkit.policy.sac import SACHyperparams
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.presets import resolve
 from offlinerlkit.types import EnvSpec
@@ -96,13 +97,13 @@ def main(cfg: MOBILEConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = Non
         actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
         critics = build_critics(spec, hidden, setup.critic_encoder, num_members=cfg.num_q_ensemble,
                                 layernorm=cfg.layernorm)
+        schedule = CosineSchedule(cfg.epoch) if cfg.lr_scheduler else None
         policy = MOBILEPolicy(
-            actor, critics, dynamics, **cfg.sac_kwargs(values["auto_alpha"]),
+            actor, critics, dynamics,
+            hp=SACHyperparams(**cfg.sac_kwargs(values["auto_alpha"]), actor_lr_schedule=schedule),
             penalty_coef=values["penalty_coef"], num_samples=cfg.num_samples,
             max_q_backup=cfg.max_q_backup, actor_anchor_fn=setup.actor_anchor_fn,
             critic_anchor_fn=setup.critic_anchor_fn, device=device)
-        if cfg.lr_scheduler:
-            policy.schedulers["actor"] = CosineAnnealingLR(policy.actor_optim, cfg.epoch)
         return policy, {"cocoa": setup.record,
                         "resolved": {**values, "hidden_dims": list(hidden)}}
 

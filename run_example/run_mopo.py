@@ -16,7 +16,6 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from offlinerlkit.algorithms import algorithm
 from offlinerlkit.anchor.build import build_anchor_setup
@@ -30,7 +29,9 @@ from offlinerlkit.config import (
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.termination_fns import get_termination_fn
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
+from offlinerlkit.nets.optim import CosineSchedule
 from offlinerlkit.policy.mopo import MOPOPolicy
+from offlinerlkit.policy.sac import SACHyperparams
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.presets import resolve
 from offlinerlkit.types import EnvSpec
@@ -86,10 +87,10 @@ def main(cfg: MOPOConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
         hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
         actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
         critics = build_critics(spec, hidden, setup.critic_encoder, num_members=2, layernorm=cfg.layernorm)
-        policy = MOPOPolicy(actor, critics, **cfg.sac_kwargs(auto_alpha),
-                            actor_anchor_fn=setup.actor_anchor_fn,
+        hp = SACHyperparams(**cfg.sac_kwargs(auto_alpha),
+                            actor_lr_schedule=CosineSchedule(cfg.epoch))
+        policy = MOPOPolicy(actor, critics, hp=hp, actor_anchor_fn=setup.actor_anchor_fn,
                             critic_anchor_fn=setup.critic_anchor_fn, device=device)
-        policy.schedulers["actor"] = CosineAnnealingLR(policy.actor_optim, cfg.epoch)
         return policy, {"cocoa": setup.record, "resolved": {
             **values, "hidden_dims": list(hidden), "auto_alpha": auto_alpha}}
 

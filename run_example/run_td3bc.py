@@ -23,7 +23,6 @@ from offlinerlkit.algorithms import algorithm
 from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig
 from offlinerlkit.modules.build import build_critics, build_encoder
-from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.td3bc import StateNormalizer, TD3BCActor, TD3BCPolicy
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.cli import opt, parse_config
@@ -73,8 +72,7 @@ def main(cfg: TD3BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None
         normalizer = (StateNormalizer.fit(data["observations"], eps=cfg.state_norm_eps)
                       if cfg.normalize_states else None)
         policy = TD3BCPolicy(
-            actor, critics, adam(actor.parameters(), lr=cfg.actor_lr),
-            adam(critics.parameters(), lr=cfg.critic_lr), normalizer=normalizer,
+            actor, critics, actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, normalizer=normalizer,
             actor_anchor_fn=setup.actor_anchor_fn, critic_anchor_fn=setup.critic_anchor_fn,
             alpha=cfg.alpha, gamma=cfg.gamma, tau=cfg.tau, policy_noise=cfg.policy_noise,
             noise_clip=cfg.noise_clip, policy_freq=cfg.policy_freq, device=device)

@@ -1,22 +1,28 @@
-"""Tiny builders and checks shared by the policy tests (SAC family, IQL, ...).
+"""The test suite's tiny fixtures: networks, dynamics ensembles, policies, batches and checks.
 
-Everything here is small enough for a CPU test to run a few updates in milliseconds: hidden
-widths 8-16, batches of 8-16 rows.
+Every test that needs a small model builds it here (no test module imports another). Everything
+is small enough for a CPU test to run a few updates in milliseconds: hidden widths 8-16,
+ensembles of 3 with 2 elites, batches of 8-16 rows. The builders draw initial weights from
+torch's global generator and never seed it: a test seeds first when it needs fixed weights.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Optional
+from typing import Any, Literal, Optional, TypeVar
 
 import torch
 from torch import Tensor, nn
 
+from offlinerlkit.dynamics import EnsembleDynamics, GaussianEnsemble
 from offlinerlkit.modules.actor import TanhGaussianActor
 from offlinerlkit.modules.critic import CriticEnsemble
 from offlinerlkit.modules.encoder import AnchorDeltaEncoder, IdentityEncoder
 from offlinerlkit.policy.anchors import CountingAnchorFn
+from offlinerlkit.policy.sac import SACPolicy
 from offlinerlkit.types import Batch
+
+P = TypeVar("P", bound=SACPolicy)
 
 OBS_DIM, ACTION_DIM = 5, 3
 TAU = 0.005
@@ -59,6 +65,34 @@ def make_tiny_sac_parts(obs_dim: int = OBS_DIM, action_dim: int = ACTION_DIM, *,
     actor = TanhGaussianActor(make_tiny_encoder(obs_dim, cocoa=cocoa), (hidden, hidden), action_dim)
     return actor, make_tiny_critics(obs_dim, action_dim, cocoa=cocoa, num_critics=num_critics,
                                     hidden=hidden)
+
+
+def make_tiny_sac_policy(cls: type[P], *, cocoa: bool, **kw: Any) -> P:
+    """A SAC-family policy (`SACPolicy`, `MOPOPolicy`, `CQLPolicy`, ...) on `make_tiny_sac_parts`,
+    with `scaled_anchor_fn()` for the actor and the critics when `cocoa`; `kw` go to `cls`."""
+    actor, critics = make_tiny_sac_parts(cocoa=cocoa)
+    fn = scaled_anchor_fn() if cocoa else None
+    return cls(actor, critics, actor_anchor_fn=fn, critic_anchor_fn=fn, **kw)
+
+
+def make_tiny_dynamics(obs_dim: int = OBS_DIM, action_dim: int = ACTION_DIM, *,
+                       direction: Literal["forward", "reverse"] = "forward",
+                       hidden: Sequence[int] = (8,), num_members: int = 3, num_elites: int = 2,
+                       elites: Optional[Sequence[int]] = None, eval_mode: bool = False,
+                       **model_kw: Any) -> EnsembleDynamics:
+    """A small `GaussianEnsemble` wrapped as forward (`S + 1` outputs) or reverse (`S`) dynamics.
+
+    `elites` sets the elite members; `eval_mode` puts the ensemble in eval mode; `model_kw` go
+    to `GaussianEnsemble` (e.g. `weight_decays`).
+    """
+    out_dim = obs_dim + int(direction == "forward")
+    model = GaussianEnsemble(obs_dim + action_dim, out_dim, tuple(hidden), num_members=num_members,
+                             num_elites=num_elites, **model_kw)
+    if eval_mode:
+        model.eval()
+    if elites is not None:
+        model.set_elites(list(elites))
+    return EnsembleDynamics(model, direction=direction)
 
 
 def scaled_anchor_fn(scale: float = 0.9) -> CountingAnchorFn:

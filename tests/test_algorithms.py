@@ -7,9 +7,28 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from policy_helpers import (
+    ACTION_DIM,
+    OBS_DIM,
+    make_tiny_critics,
+    make_tiny_dynamics,
+    make_tiny_sac_parts,
+    tiny_batch,
+)
 
 from offlinerlkit.algorithms import ALGORITHMS, algorithm, cocoa_algorithms
+from offlinerlkit.modules.actor import DeterministicActor, GaussianActor
+from offlinerlkit.modules.encoder import IdentityEncoder
+from offlinerlkit.nets.mlp import MLP
 from offlinerlkit.pipeline.runner import ALGOS, needs_dynamics
+from offlinerlkit.policy.base import BasePolicy
+from offlinerlkit.policy.bc import BCPolicy
+from offlinerlkit.policy.cql import CQLPolicy
+from offlinerlkit.policy.iql import IQLPolicy
+from offlinerlkit.policy.mobile import MOBILEPolicy
+from offlinerlkit.policy.mopo import MOPOPolicy
+from offlinerlkit.policy.td3bc import TD3BCActor, TD3BCPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "run_example"))
@@ -55,3 +74,37 @@ def test_layers_below_the_registry_do_not_import_it(layer: str) -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 assert node.module != "offlinerlkit.algorithms", path
+
+
+def _tiny_policy(name: str) -> BasePolicy:
+    """Each registered algorithm's policy, plain and tiny, with its default options."""
+    if name == "bc":
+        return BCPolicy(DeterministicActor(MLP(OBS_DIM, (8,)), ACTION_DIM))
+    if name == "iql":
+        actor = GaussianActor(IdentityEncoder(OBS_DIM), (8,), ACTION_DIM)
+        return IQLPolicy(actor, make_tiny_critics(OBS_DIM, ACTION_DIM, cocoa=False),
+                         make_tiny_critics(OBS_DIM, 0, cocoa=False, num_critics=1))
+    if name == "td3bc":
+        return TD3BCPolicy(TD3BCActor(IdentityEncoder(OBS_DIM), (8,), ACTION_DIM),
+                           make_tiny_critics(OBS_DIM, ACTION_DIM, cocoa=False))
+    parts = make_tiny_sac_parts(cocoa=False)
+    if name == "mobile":
+        return MOBILEPolicy(*parts, make_tiny_dynamics(), num_samples=2)
+    return {"cql": CQLPolicy, "mopo": MOPOPolicy}[name](*parts)
+
+
+#: Keys a `learn()` call returns only under some options or on some calls (not declared).
+_OPTIONAL_METRICS = {"loss/alpha", "alpha", "loss/cql_alpha", "cql_alpha", "loss/actor",
+                     "misc/lambda"}
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_declared_metrics_are_what_learn_returns(name: str) -> None:
+    torch.manual_seed(0)
+    policy = _tiny_policy(name)
+    batch = tiny_batch()
+    for _ in range(2):  # TD3+BC's first update has no actor step, its second has
+        keys = set(policy.learn(batch))
+        declared = set(ALGORITHMS[name].metrics)
+        assert declared <= keys, (name, sorted(declared - keys))
+        assert keys - declared <= _OPTIONAL_METRICS, (name, sorted(keys - declared))

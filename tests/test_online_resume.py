@@ -12,7 +12,7 @@ import torch
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
 from offlinerlkit.envs import make_env
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
-from offlinerlkit.policy.sac import SACPolicy
+from offlinerlkit.policy.sac import SACHyperparams, SACPolicy
 from offlinerlkit.policy_trainer.online import ONLINE_CHECKPOINT_PREFIX, OnlineSACTrainer
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.checkpoint import list_checkpoints
@@ -37,8 +37,9 @@ def _trainer(checkpoint_dir: Path | None, *, logger: Logger | None = None) -> On
     generator = torch.Generator()
     generator.manual_seed(0)
     sac = SACPolicy(build_tanh_actor(SPEC, (32, 32)), build_critics(SPEC, (32, 32), num_members=2),
-                    actor_lr=3e-4, critic_lr=3e-4, alpha_lr=3e-4, gamma=0.99, tau=0.005,
-                    auto_alpha=True, generator=generator, device="cpu")
+                    hp=SACHyperparams(actor_lr=3e-4, critic_lr=3e-4, alpha_lr=3e-4, gamma=0.99,
+                                      tau=0.005, auto_alpha=True),
+                    generator=generator, device="cpu")
     return OnlineSACTrainer(
         sac, make_env(TASK, seed=0), eval_env=make_env(TASK, seed=1),
         buffer=ReplayBuffer(TOTAL, SPEC.obs_dim, SPEC.action_dim), total_steps=TOTAL,

@@ -16,8 +16,8 @@ from policy_helpers import (
     assert_params_close,
     assert_polyak,
     make_tiny_sac_parts,
+    make_tiny_sac_policy,
     per_call_anchor,
-    scaled_anchor_fn,
     snapshot,
     tiny_batch,
     torch_threads,
@@ -39,9 +39,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def make_cql(cocoa: bool, **kw: object) -> CQLPolicy:
-    actor, critics = make_tiny_sac_parts(cocoa=cocoa)
-    fn = scaled_anchor_fn() if cocoa else None
-    return CQLPolicy(actor, critics, actor_anchor_fn=fn, critic_anchor_fn=fn, **kw)  # type: ignore[arg-type]
+    return make_tiny_sac_policy(CQLPolicy, cocoa=cocoa, **kw)
 
 
 # --- one update ---

@@ -15,6 +15,7 @@ from offlinerlkit.modules.actor import GaussianActor
 from offlinerlkit.modules.critic import CriticEnsemble
 from offlinerlkit.modules.encoder import AnchorDeltaEncoder, IdentityEncoder
 from offlinerlkit.nets.ensemble_mlp import EnsembleMLP
+from offlinerlkit.nets.optim import CosineSchedule
 from offlinerlkit.policy.anchors import CountingAnchorFn
 from offlinerlkit.policy.iql import IQLPolicy, advantage_weights, expectile_loss
 from offlinerlkit.types import Batch
@@ -55,12 +56,10 @@ def make_policy(use_anchor: bool = False, *, seed: int = 0,
     actor, critic_q, critic_v = _networks(use_anchor, max_action=max_action)
     if use_anchor and actor_fn is None:
         actor_fn = critic_fn = CountingAnchorFn(lambda s: 0.9 * s)
-    actor_optim = torch.optim.Adam(actor.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(actor_optim, T_max=5) if scheduler else None
-    return IQLPolicy(actor, critic_q, critic_v, actor_optim,
-                     torch.optim.Adam(critic_q.parameters(), lr=1e-3),
-                     torch.optim.Adam(critic_v.parameters(), lr=1e-3),
-                     actor_scheduler=sched, actor_anchor_fn=actor_fn, critic_anchor_fn=critic_fn,
+    return IQLPolicy(actor, critic_q, critic_v, actor_lr=1e-3, critic_q_lr=1e-3, critic_v_lr=1e-3,
+                     optimizer=torch.optim.Adam,
+                     actor_lr_schedule=CosineSchedule(5) if scheduler else None,
+                     actor_anchor_fn=actor_fn, critic_anchor_fn=critic_fn,
                      gamma=GAMMA, tau=TAU, expectile=EXPECTILE, temperature=BETA)
 
 
@@ -319,15 +318,10 @@ def test_actions_are_within_the_box(use_anchor: bool) -> None:
 
 def test_constructor_rejects_miswiring() -> None:
     actor, critic_q, critic_v = _networks(False)
-    optims = [torch.optim.Adam(n.parameters()) for n in (actor, critic_q, critic_v)]
     with pytest.raises(ValueError, match="num_members=2"):
-        IQLPolicy(actor, critic_v, critic_v, optims[0], optims[2], optims[2])
-    with pytest.raises(ValueError, match="belong"):
-        IQLPolicy(actor, critic_q, critic_v, optims[0], optims[2], optims[2])
+        IQLPolicy(actor, critic_v, critic_v)
     with pytest.raises(ValueError, match="expectile"):
-        IQLPolicy(actor, critic_q, critic_v, *optims, expectile=1.0)
+        IQLPolicy(actor, critic_q, critic_v, expectile=1.0)
     anchored_actor, anchored_q, anchored_v = _networks(True)
-    anchored_optims = [torch.optim.Adam(n.parameters())
-                       for n in (anchored_actor, anchored_q, anchored_v)]
     with pytest.raises(ValueError, match="anchor"):
-        IQLPolicy(anchored_actor, anchored_q, anchored_v, *anchored_optims)
+        IQLPolicy(anchored_actor, anchored_q, anchored_v)

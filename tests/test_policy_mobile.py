@@ -33,6 +33,7 @@ from offlinerlkit.modules.actor import TanhGaussianActor
 from offlinerlkit.modules.encoder import IdentityEncoder
 from offlinerlkit.policy.anchors import CountingAnchorFn
 from offlinerlkit.policy.mobile import MAX_Q_BACKUP_REPEATS, MOBILEPolicy
+from offlinerlkit.policy.sac import SACHyperparams
 from offlinerlkit.types import Batch
 
 MOBILE_KEYS = {"loss/actor", "loss/critic", "loss/alpha", "alpha"}
@@ -159,7 +160,7 @@ def test_critic_loss_uses_the_clamped_penalised_target() -> None:
     b, num_real, beta, gamma = 6, 2, 1.5, 0.9
     samples = torch.randn(2, 3, b, OBS_DIM, generator=g)
     coefs = [0.8, 1.2]
-    policy = _stub_policy(samples, coefs, penalty_coef=beta, gamma=gamma)
+    policy = _stub_policy(samples, coefs, penalty_coef=beta, hp=SACHyperparams(gamma=gamma))
     batch = tiny_batch(batch_size=b, seed=2)
     batch = Batch(obs=batch.obs, action=batch.action,
                   reward=batch.reward.index_fill(0, torch.tensor([1, 4]), -50.0),  # clamped rows

@@ -16,6 +16,7 @@ from policy_helpers import (
     assert_polyak,
     make_tiny_critics,
     make_tiny_sac_parts,
+    make_tiny_sac_policy,
     per_call_anchor,
     scaled_anchor_fn,
     snapshot,
@@ -24,9 +25,10 @@ from policy_helpers import (
 )
 from torch import nn
 
+from offlinerlkit.nets.optim import CosineSchedule
 from offlinerlkit.policy.anchors import AnchorPair, Anchors, CountingAnchorFn, repeat_rows
 from offlinerlkit.policy.mopo import MOPOPolicy
-from offlinerlkit.policy.sac import SACPolicy
+from offlinerlkit.policy.sac import SACHyperparams, SACPolicy
 from offlinerlkit.types import Batch
 
 
@@ -40,9 +42,7 @@ SAC_KEYS = {"loss/critic1", "loss/critic2", "train/actor/target_Q", "loss/actor"
 
 
 def make_sac(cocoa: bool, cls: type[SACPolicy] = SACPolicy, **kw: object) -> SACPolicy:
-    actor, critics = make_tiny_sac_parts(cocoa=cocoa)
-    fn = scaled_anchor_fn() if cocoa else None
-    return cls(actor, critics, actor_anchor_fn=fn, critic_anchor_fn=fn, **kw)  # type: ignore[arg-type]
+    return make_tiny_sac_policy(cls, cocoa=cocoa, **kw)
 
 
 # --- anchor helper ---
@@ -127,7 +127,7 @@ def test_separate_actor_and_critic_anchor_functions_run_once_per_state_batch() -
 
 
 def test_fixed_alpha_learns_no_temperature() -> None:
-    policy = make_sac(False, auto_alpha=False, alpha=0.3)
+    policy = make_sac(False, hp=SACHyperparams(auto_alpha=False, alpha=0.3))
     assert policy.alpha == 0.3 and "alpha_optim" not in policy.optims
     metrics = policy.learn(tiny_batch())
     assert set(metrics) == SAC_KEYS - {"loss/alpha", "alpha"}
@@ -143,8 +143,8 @@ def test_alpha_is_clamped_to_one() -> None:
 def test_target_entropy_zero_is_honoured() -> None:
     """The original's falsy test turned 0 into -A (docs/FIDELITY.md); 0 means 0 here."""
     assert make_sac(False).target_entropy == -ACTION_DIM
-    assert make_sac(False, target_entropy=0.0).target_entropy == 0.0
-    assert make_sac(False, target_entropy=-1.5).target_entropy == -1.5
+    assert make_sac(False, hp=SACHyperparams(target_entropy=0.0)).target_entropy == 0.0
+    assert make_sac(False, hp=SACHyperparams(target_entropy=-1.5)).target_entropy == -1.5
 
 
 # --- equivalences ---
@@ -261,6 +261,31 @@ def test_state_dict_round_trip_gives_an_identical_next_update(cls: type[SACPolic
         for (k, a), b in zip(first.nets[name].state_dict().items(), second.nets[name].state_dict().values()):
             assert torch.equal(a, b), (name, k)
     assert torch.equal(first.log_alpha, second.log_alpha)
+
+
+def test_a_checkpoint_from_before_the_scheduler_rename_resumes() -> None:
+    """MOPO's and MOBILE's scripts registered the actor's scheduler as `actor`; such a checkpoint
+    loads into `actor_scheduler` and the next update and learning rate are the same."""
+    torch.manual_seed(0)
+    hp = SACHyperparams(actor_lr_schedule=CosineSchedule(4))
+    first = make_sac(False, MOPOPolicy, hp=hp, generator=torch.Generator().manual_seed(1))
+    first.learn(tiny_batch(seed=0))
+    first.step_schedulers()
+    state = _through_bytes(first.state_dict())
+    assert set(state["schedulers"]) == {"actor_scheduler"}
+    state["schedulers"] = {"actor": state["schedulers"]["actor_scheduler"]}  # the old layout
+
+    torch.manual_seed(7)
+    second = make_sac(False, MOPOPolicy, hp=hp, generator=torch.Generator().manual_seed(99))
+    second.load_state_dict(state)
+    second.step_schedulers()
+    first.step_schedulers()
+    assert second.actor_optim.param_groups[0]["lr"] == first.actor_optim.param_groups[0]["lr"] < 1e-4
+    batch = tiny_batch(seed=1)
+    assert first.learn(batch) == second.learn(batch)
+    del state["schedulers"]
+    with pytest.raises(KeyError, match=r"checkpoint lacks schedulers \['actor_scheduler'\]"):
+        make_sac(False, MOPOPolicy, hp=hp).load_state_dict(state)
 
 
 # --- MOPO ---

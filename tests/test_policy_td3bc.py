@@ -59,8 +59,7 @@ def _policy(*, cocoa: bool = False, policy_freq: int = 2, normalizer: bool = Tru
     critics = CriticEnsemble(enc(A, 2), (16,), num_members=2)
     norm = StateNormalizer(torch.tensor([0.5, -1.0, 2.0]), torch.tensor([2.0, 0.5, 1.5]))
     fn = anchor_fn if cocoa else None
-    return TD3BCPolicy(actor, critics, torch.optim.SGD(actor.parameters(), lr=LR),
-                       torch.optim.SGD(critics.parameters(), lr=LR),
+    return TD3BCPolicy(actor, critics, actor_lr=LR, critic_lr=LR, optimizer=torch.optim.SGD,
                        normalizer=norm if normalizer else None, actor_anchor_fn=fn,
                        critic_anchor_fn=fn, alpha=ALPHA, gamma=GAMMA, tau=TAU,
                        policy_freq=policy_freq)

@@ -280,8 +280,8 @@ def _iql(fn: _DeterministicFn) -> IQLPolicy:
     actor = GaussianActor(enc(0, 1), (16,), ACTION_DIM)
     q = CriticEnsemble(enc(ACTION_DIM, 2), (16,), num_members=2)
     v = CriticEnsemble(enc(0, 1), (16,), num_members=1)
-    return IQLPolicy(actor, q, v, adam(actor.parameters(), lr=1e-3), adam(q.parameters(), lr=1e-3),
-                     adam(v.parameters(), lr=1e-3), actor_anchor_fn=fn, critic_anchor_fn=fn)
+    return IQLPolicy(actor, q, v, actor_lr=1e-3, critic_q_lr=1e-3, critic_v_lr=1e-3,
+                     actor_anchor_fn=fn, critic_anchor_fn=fn)
 
 
 @pytest.mark.parametrize("algo", ["iql", "cql"])

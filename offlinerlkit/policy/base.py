@@ -1,8 +1,8 @@
 """What every algorithm object provides to the trainers."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import torch
@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from offlinerlkit.nets.optim import LRSchedule, OptimizerFactory
 from offlinerlkit.types import Batch
 
 
@@ -19,13 +20,34 @@ class BasePolicy:
     Subclasses register their parts in three dicts (networks in `nets`, optimisers in `optims`,
     learning-rate schedulers in `schedulers`); `state_dict`, `train`/`eval` and checkpointing are
     written once here. Subclasses implement `learn` and `act_tensor`.
+
+    **Constructor convention** (every policy): a policy takes its learning rates, an
+    `OptimizerFactory` (`optimizer=`, default the fused `adam`) and an optional `LRSchedule` of
+    its actor (`actor_lr_schedule=`), and builds every optimiser and scheduler itself through
+    `add_optimizer`. Optimiser `<name>_optim` and its scheduler `<name>_scheduler` are registered
+    under those keys, so a checkpoint's optimiser and scheduler states always have the same names.
     """
+
+    #: Checkpoint keys renamed since older runs: `{group: {old name: new name}}`, applied to a
+    #: saved state before it is loaded, so a resume of an older checkpoint still works.
+    renamed_state: ClassVar[Mapping[str, Mapping[str, str]]] = {}
 
     def __init__(self, *, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
         self.nets: dict[str, nn.Module] = {}
         self.optims: dict[str, Optimizer] = {}
         self.schedulers: dict[str, LRScheduler] = {}
+
+    def add_optimizer(self, name: str, params: Iterable[Tensor], lr: float, *,
+                      optimizer: OptimizerFactory, schedule: Optional[LRSchedule] = None
+                      ) -> Optimizer:
+        """Build `optimizer(params, lr)`, register it as `<name>_optim` (and its schedule's
+        scheduler as `<name>_scheduler`); returns the optimiser."""
+        optim = optimizer(list(params), lr=lr)
+        self.optims[f"{name}_optim"] = optim
+        if schedule is not None:
+            self.schedulers[f"{name}_scheduler"] = schedule(optim)
+        return optim
 
     # --- the algorithm ---
     def learn(self, batch: Batch) -> dict[str, float]:
@@ -80,7 +102,8 @@ class BasePolicy:
         """Restore what `state_dict` returned; every registered part must be present."""
         for group in ("nets", "optims", "schedulers"):
             mine: dict[str, Any] = getattr(self, group)
-            saved = state.get(group, {})
+            renamed = self.renamed_state.get(group, {})
+            saved = {renamed.get(k, k): v for k, v in state.get(group, {}).items()}
             missing = sorted(set(mine) - set(saved))
             if missing:
                 raise KeyError(f"checkpoint lacks {group} {missing}; it was written by another "

@@ -11,9 +11,9 @@ from torch import Tensor
 from offlinerlkit.modules.actor import TanhGaussianActor
 from offlinerlkit.modules.critic import CriticEnsemble
 from offlinerlkit.modules.dist import TanhNormal
-from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.anchors import AnchorFn, AnchorPair, repeat_rows
-from offlinerlkit.policy.sac import SACPolicy, polyak_update, repeat_dist, scalars_to_floats
+from offlinerlkit.policy.common import polyak_update, scalars_to_floats
+from offlinerlkit.policy.sac import SAC_DEFAULTS, SACHyperparams, SACPolicy, repeat_dist
 from offlinerlkit.types import Batch
 
 __all__ = ["CQLPolicy", "LSEMode", "conservative_term"]
@@ -98,11 +98,11 @@ class CQLPolicy(SACPolicy):
         deterministic_backup: drop the entropy term from the target (the original's default).
         with_lagrange: scale the conservative term by a learned Lagrange multiplier.
         lagrange_threshold: the multiplier's target gap.
-        cql_alpha_lr: the multiplier's Adam learning rate.
+        cql_alpha_lr: the multiplier's learning rate (optimiser `cql_alpha_optim`, built by
+            `hp.optimizer`).
         num_repeat_actions: `R`, sampled actions per state in the conservative term.
         cql_lse_mode: `"per_row"` (the original) or `"per_state"` (the intended LSE).
-        actor_lr, critic_lr, gamma, tau, alpha, auto_alpha, target_entropy, alpha_lr,
-        actor_anchor_fn, critic_anchor_fn, generator, device: as in `SACPolicy`.
+        hp, actor_anchor_fn, critic_anchor_fn, generator, device: as in `SACPolicy`.
     """
 
     clamp_alpha = False
@@ -121,25 +121,14 @@ class CQLPolicy(SACPolicy):
         cql_alpha_lr: float = 3e-4,
         num_repeat_actions: int = 10,
         cql_lse_mode: LSEMode = "per_row",
-        actor_lr: float = 1e-4,
-        critic_lr: float = 3e-4,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        alpha: float = 0.2,
-        auto_alpha: bool = True,
-        target_entropy: Optional[float] = None,
-        alpha_lr: float = 1e-4,
+        hp: SACHyperparams = SAC_DEFAULTS,
         actor_anchor_fn: Optional[AnchorFn] = None,
         critic_anchor_fn: Optional[AnchorFn] = None,
         generator: Optional[torch.Generator] = None,
         device: Union[torch.device, str] = "cpu",
     ) -> None:
-        super().__init__(
-            actor, critics, actor_lr=actor_lr, critic_lr=critic_lr, gamma=gamma, tau=tau,
-            alpha=alpha, auto_alpha=auto_alpha, target_entropy=target_entropy, alpha_lr=alpha_lr,
-            actor_anchor_fn=actor_anchor_fn, critic_anchor_fn=critic_anchor_fn,
-            generator=generator, device=device,
-        )
+        super().__init__(actor, critics, hp=hp, actor_anchor_fn=actor_anchor_fn,
+                         critic_anchor_fn=critic_anchor_fn, generator=generator, device=device)
         if cql_lse_mode not in get_args(LSEMode):
             raise ValueError(f"cql_lse_mode must be one of {list(get_args(LSEMode))}, "
                              f"got {cql_lse_mode!r}")
@@ -159,8 +148,8 @@ class CQLPolicy(SACPolicy):
         self.cql_log_alpha: Optional[Tensor] = None
         if self.with_lagrange:
             self.cql_log_alpha = torch.zeros(1, device=self.device, requires_grad=True)
-            self.cql_alpha_optim = adam([self.cql_log_alpha], lr=cql_alpha_lr)
-            self.optims["cql_alpha_optim"] = self.cql_alpha_optim
+            self.cql_alpha_optim = self.add_optimizer("cql_alpha", [self.cql_log_alpha],
+                                                      cql_alpha_lr, optimizer=hp.optimizer)
 
     def _actor_objective(self, log_prob: Tensor, q_pi: Tensor, alpha: Union[Tensor, float]) -> Tensor:
         """CQL's form: `mean(alpha log pi - min Q)`."""

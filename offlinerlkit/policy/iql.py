@@ -5,14 +5,14 @@ import copy
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch import Tensor
 
 from offlinerlkit.modules.actor import GaussianActor
 from offlinerlkit.modules.critic import CriticEnsemble
+from offlinerlkit.nets.optim import LRSchedule, OptimizerFactory, adam
 from offlinerlkit.policy.anchors import AnchorFn, Anchors, check_anchor_wiring
 from offlinerlkit.policy.base import BasePolicy
+from offlinerlkit.policy.common import polyak_update, scalars_to_floats
 from offlinerlkit.types import Batch
 
 
@@ -67,10 +67,12 @@ class IQLPolicy(BasePolicy):
     `act_tensor` computes the actor anchors of its input. A plain IQL has `IdentityEncoder`
     networks and no anchor functions.
 
-    Learning-rate schedule: the original anneals the actor lr with a cosine over the epochs
-    (`--lr_decay`). The script builds it, e.g. `CosineAnnealingLR(actor_optim, T_max=epochs)`,
-    and passes it as `actor_scheduler`; it is registered in `schedulers` (so it is checkpointed)
-    and the trainer steps it once per epoch (`step_schedulers`).
+    Optimisers and schedule (the `BasePolicy` convention): built here with `optimizer` from the
+    learning rates, registered as `actor_optim`, `critic_q_optim`, `critic_v_optim`. The
+    original anneals the actor lr with a cosine over the epochs (`--lr_decay`): the script
+    passes `actor_lr_schedule=CosineSchedule(epochs)`; the scheduler is registered as
+    `actor_scheduler` in `schedulers` (so it is checkpointed) and the trainer steps it once per
+    epoch (`step_schedulers`).
 
     Init (spec 6.6): the builders create every linear layer of the actor, Q and V with
     `init="orthogonal"` (gain sqrt(2), zero bias); the policy does not re-initialise.
@@ -82,11 +84,12 @@ class IQLPolicy(BasePolicy):
         actor: the Gaussian actor (IQL head: `tanh` mean, state-independent log std).
         critic_q: the twin Q critics, a `CriticEnsemble` with `num_members=2`.
         critic_v: the value network, a `CriticEnsemble` with `num_members=1` and no action input.
-        actor_optim: optimiser over the actor's parameters.
-        critic_q_optim: optimiser over both Q critics' parameters.
-        critic_v_optim: optimiser over V's parameters.
-        actor_scheduler: optional learning-rate scheduler of `actor_optim` (stepped per epoch by
-            the trainer).
+        actor_lr: the actor's learning rate.
+        critic_q_lr: the learning rate of both Q critics (one optimiser).
+        critic_v_lr: V's learning rate.
+        actor_lr_schedule: the actor's learning-rate schedule (stepped per epoch by the
+            trainer), None for a constant rate.
+        optimizer: builds the three optimisers (`adam`: fused Adam where available).
         actor_anchor_fn: the actor's anchor function (COCOA), None for a plain actor.
         critic_anchor_fn: the anchor function of the Q critics, their targets and V, None for
             plain critics. Pass the same object as `actor_anchor_fn` to compute anchors once.
@@ -103,11 +106,12 @@ class IQLPolicy(BasePolicy):
         actor: GaussianActor,
         critic_q: CriticEnsemble,
         critic_v: CriticEnsemble,
-        actor_optim: Optimizer,
-        critic_q_optim: Optimizer,
-        critic_v_optim: Optimizer,
         *,
-        actor_scheduler: Optional[LRScheduler] = None,
+        actor_lr: float = 3e-4,
+        critic_q_lr: float = 3e-4,
+        critic_v_lr: float = 3e-4,
+        actor_lr_schedule: Optional[LRSchedule] = None,
+        optimizer: OptimizerFactory = adam,
         actor_anchor_fn: Optional[AnchorFn] = None,
         critic_anchor_fn: Optional[AnchorFn] = None,
         gamma: float = 0.99,
@@ -135,17 +139,17 @@ class IQLPolicy(BasePolicy):
         check_anchor_wiring("actor", actor, actor_anchor_fn)
         check_anchor_wiring("Q critics", critic_q, critic_anchor_fn)
         check_anchor_wiring("value network", critic_v, critic_anchor_fn)
-        for name, optim, net in (("actor_optim", actor_optim, actor),
-                                 ("critic_q_optim", critic_q_optim, critic_q),
-                                 ("critic_v_optim", critic_v_optim, critic_v)):
-            _check_optimiser(name, optim, net)
 
         self.actor = actor.to(self.device)
         self.critic_q = critic_q.to(self.device)
         self.critic_v = critic_v.to(self.device)
         self.critic_q_target = copy.deepcopy(self.critic_q).requires_grad_(False)
-        self.actor_optim, self.critic_q_optim = actor_optim, critic_q_optim
-        self.critic_v_optim = critic_v_optim
+        self.actor_optim = self.add_optimizer("actor", self.actor.parameters(), actor_lr,
+                                              optimizer=optimizer, schedule=actor_lr_schedule)
+        self.critic_q_optim = self.add_optimizer("critic_q", self.critic_q.parameters(),
+                                                 critic_q_lr, optimizer=optimizer)
+        self.critic_v_optim = self.add_optimizer("critic_v", self.critic_v.parameters(),
+                                                 critic_v_lr, optimizer=optimizer)
         self.anchors = Anchors(actor_anchor_fn, critic_anchor_fn)
         self.gamma, self.tau = float(gamma), float(tau)
         self.expectile, self.temperature = float(expectile), float(temperature)
@@ -154,10 +158,6 @@ class IQLPolicy(BasePolicy):
 
         self.nets = {"actor": self.actor, "critic_q": self.critic_q,
                      "critic_q_target": self.critic_q_target, "critic_v": self.critic_v}
-        self.optims = {"actor_optim": actor_optim, "critic_q_optim": critic_q_optim,
-                       "critic_v_optim": critic_v_optim}
-        if actor_scheduler is not None:
-            self.schedulers["actor_scheduler"] = actor_scheduler
 
     def act_tensor(self, obs: Tensor, *, deterministic: bool,
                    generator: Optional[torch.Generator] = None) -> Tensor:
@@ -203,20 +203,7 @@ class IQLPolicy(BasePolicy):
         self.actor_optim.zero_grad()
         actor_loss.backward()
         self.actor_optim.step()
-        self._update_targets()
+        polyak_update(self.critic_q_target, self.critic_q, self.tau)
 
-        return {"loss/actor": actor_loss.item(), "loss/q1": q_losses[0].item(),
-                "loss/q2": q_losses[1].item(), "loss/v": v_loss.item()}
-
-    @torch.no_grad()
-    def _update_targets(self) -> None:
-        """`Q' <- (1 - tau) Q' + tau Q`, parameter by parameter."""
-        for target, online in zip(self.critic_q_target.parameters(), self.critic_q.parameters()):
-            target.mul_(1.0 - self.tau).add_(online, alpha=self.tau)
-
-
-def _check_optimiser(name: str, optim: Optimizer, net: nn.Module) -> None:
-    """Raise if `optim` holds a parameter that is not one of `net`'s (a wiring mistake)."""
-    own = {id(p) for p in net.parameters()}
-    if any(id(p) not in own for group in optim.param_groups for p in group["params"]):
-        raise ValueError(f"{name} holds parameters that do not belong to its network")
+        return scalars_to_floats({"loss/actor": actor_loss, "loss/q1": q_losses[0],
+                                  "loss/q2": q_losses[1], "loss/v": v_loss})

@@ -9,7 +9,8 @@ from torch import Tensor
 from offlinerlkit.modules.actor import TanhGaussianActor
 from offlinerlkit.modules.critic import CriticEnsemble
 from offlinerlkit.policy.anchors import AnchorFn
-from offlinerlkit.policy.sac import SACPolicy, check_num_real, polyak_update, scalars_to_floats
+from offlinerlkit.policy.common import check_num_real, polyak_update, scalars_to_floats
+from offlinerlkit.policy.sac import SAC_DEFAULTS, SACHyperparams, SACPolicy
 from offlinerlkit.types import Batch
 
 __all__ = ["MAX_Q_BACKUP_REPEATS", "MOBILEPolicy", "NextObsSampler"]
@@ -68,8 +69,9 @@ class MOBILEPolicy(SACPolicy):
         num_samples: `N`, next-state draws per elite.
         deterministic_backup: drop the entropy term from the target (the original's setting).
         max_q_backup: max-Q backup over 10 next actions.
-        actor_lr, critic_lr, gamma, tau, alpha, auto_alpha, target_entropy, alpha_lr,
-        actor_anchor_fn, critic_anchor_fn, generator, device: as in `SACPolicy`.
+        hp, actor_anchor_fn, critic_anchor_fn, generator, device: as in `SACPolicy` (the
+            original anneals the actor lr with a cosine when `--lr_scheduler`:
+            `hp.actor_lr_schedule`).
     """
 
     required_num_critics = None
@@ -84,25 +86,14 @@ class MOBILEPolicy(SACPolicy):
         num_samples: int = 10,
         deterministic_backup: bool = True,
         max_q_backup: bool = False,
-        actor_lr: float = 1e-4,
-        critic_lr: float = 3e-4,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        alpha: float = 0.2,
-        auto_alpha: bool = True,
-        target_entropy: Optional[float] = None,
-        alpha_lr: float = 1e-4,
+        hp: SACHyperparams = SAC_DEFAULTS,
         actor_anchor_fn: Optional[AnchorFn] = None,
         critic_anchor_fn: Optional[AnchorFn] = None,
         generator: Optional[torch.Generator] = None,
         device: Union[torch.device, str] = "cpu",
     ) -> None:
-        super().__init__(
-            actor, critics, actor_lr=actor_lr, critic_lr=critic_lr, gamma=gamma, tau=tau,
-            alpha=alpha, auto_alpha=auto_alpha, target_entropy=target_entropy, alpha_lr=alpha_lr,
-            actor_anchor_fn=actor_anchor_fn, critic_anchor_fn=critic_anchor_fn,
-            generator=generator, device=device,
-        )
+        super().__init__(actor, critics, hp=hp, actor_anchor_fn=actor_anchor_fn,
+                         critic_anchor_fn=critic_anchor_fn, generator=generator, device=device)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         self.dynamics = dynamics  # shared by reference, never trained here

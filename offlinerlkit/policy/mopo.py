@@ -1,7 +1,8 @@
 """MOPO's policy update: SAC on mixed real + model batches (spec §7.1, "MOPO specifics")."""
 from __future__ import annotations
 
-from offlinerlkit.policy.sac import SACPolicy, check_num_real
+from offlinerlkit.policy.common import check_num_real
+from offlinerlkit.policy.sac import SACPolicy
 from offlinerlkit.types import Batch
 
 __all__ = ["MOPOPolicy"]
@@ -16,7 +17,7 @@ class MOPOPolicy(SACPolicy):
     model rows (the original uses 12 real + 244 model rows). Hyper-parameter defaults are the
     original `run_mopo.py`'s (actor lr 1e-4, critic lr 3e-4, alpha lr 1e-4, gamma 0.99,
     tau 0.005, auto-alpha clamped to [0, 1]); its cosine schedule of the actor learning rate is
-    registered by the script in `schedulers`.
+    `SACHyperparams.actor_lr_schedule` (`CosineSchedule(epochs)`).
 
     **Mixed-batch interface** (shared with `MOBILEPolicy`): `learn(batch, num_real=n)` where
     `batch = Batch.cat([real, model])` and `n = len(real)`. MOPO treats every row alike and only

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from offlinerlkit.modules.actor import TanhGaussianActor
 from offlinerlkit.modules.critic import CriticEnsemble
 from offlinerlkit.modules.dist import TanhNormal
-from offlinerlkit.nets.optim import adam
+from offlinerlkit.nets.optim import LRSchedule, OptimizerFactory, adam
 from offlinerlkit.policy.anchors import (
     AnchorFn,
     AnchorPair,
@@ -21,52 +21,50 @@ from offlinerlkit.policy.anchors import (
     repeat_rows,
 )
 from offlinerlkit.policy.base import BasePolicy
+from offlinerlkit.policy.common import no_param_grad, polyak_update, scalars_to_floats
 from offlinerlkit.types import Batch
 
-__all__ = ["SACPolicy", "check_num_real", "no_param_grad", "polyak_update", "repeat_dist", "scalars_to_floats"]
+__all__ = ["SAC_DEFAULTS", "SACHyperparams", "SACPolicy", "repeat_dist"]
 
 
-@contextmanager
-def no_param_grad(module: nn.Module) -> Iterator[None]:
-    """Temporarily stop autograd from computing gradients for `module`'s parameters.
+@dataclass(frozen=True)
+class SACHyperparams:
+    """The SAC core's hyper-parameters, declared once for SAC, MOPO, CQL and MOBILE.
 
-    Gradients still flow *through* the module to its inputs (e.g. from Q to the actor's action),
-    but no weight gradient is computed or accumulated: the actor loss needs only `dQ/da`
-    (SPEED.md item 4). The original flags are restored on exit.
+    Defaults are the original `run_mopo.py`'s (spec 7.1).
+
+    Args:
+        actor_lr: actor learning rate.
+        critic_lr: critic learning rate (one optimiser over the critic ensemble).
+        alpha_lr: `log_alpha` learning rate (auto-alpha only).
+        gamma: discount.
+        tau: Polyak coefficient of the target critics.
+        alpha: fixed entropy coefficient (used only when `auto_alpha` is False).
+        auto_alpha: learn `log_alpha` (the original's default).
+        target_entropy: entropy target; None means `-A`.
+        actor_lr_schedule: the actor's learning-rate schedule (e.g. `CosineSchedule(epochs)`),
+            None for a constant rate.
+        optimizer: builds every optimiser of the policy (`adam`: fused Adam where available).
     """
-    params = list(module.parameters())
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
+
+    actor_lr: float = 1e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 1e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    alpha: float = 0.2
+    auto_alpha: bool = True
+    target_entropy: Optional[float] = None
+    actor_lr_schedule: Optional[LRSchedule] = None
+    optimizer: OptimizerFactory = adam
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError(f"tau must be in [0, 1], got {self.tau}")
 
 
-@torch.no_grad()
-def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """`theta_target <- (1 - tau) * theta_target + tau * theta_online`, parameter by parameter."""
-    for t, o in zip(target.parameters(), online.parameters()):
-        t.mul_(1.0 - tau).add_(o, alpha=tau)
-
-
-def check_num_real(num_real: int, batch_size: int) -> int:
-    """Validate the number of leading real rows of a mixed (real first, then model) batch."""
-    if isinstance(num_real, bool) or not 0 <= int(num_real) <= batch_size:
-        raise ValueError(f"num_real must be an int in [0, {batch_size}] (the leading real rows of "
-                         f"the batch), got {num_real!r}")
-    return int(num_real)
-
-
-def scalars_to_floats(metrics: Mapping[str, Union[Tensor, float]]) -> dict[str, float]:
-    """Python floats for a dict of scalar tensors and numbers (one device sync for all tensors)."""
-    tensors = {k: v for k, v in metrics.items() if isinstance(v, Tensor)}
-    values = (torch.stack([t.detach().reshape(()).float() for t in tensors.values()]).tolist()
-              if tensors else [])
-    as_float = dict(zip(tensors, values))
-    return {k: float(as_float[k] if k in as_float else v) for k, v in metrics.items()}
+#: The original's SAC hyper-parameters (the constructors' default).
+SAC_DEFAULTS = SACHyperparams()
 
 
 class SACPolicy(BasePolicy):
@@ -107,17 +105,15 @@ class SACPolicy(BasePolicy):
     State: `nets` = actor, critics, critics_target; `optims` = actor_optim, critic_optim (and
     alpha_optim); `extra_state()` = log_alpha (and the generator's state when one is given).
 
+    Optimisers and schedule (the `BasePolicy` convention): built here from `hp`, registered as
+    `actor_optim`, `critic_optim`, `alpha_optim` and, with `hp.actor_lr_schedule`, scheduler
+    `actor_scheduler` (checkpoints written before this convention call it `actor`; they load).
+
     Args:
         actor: the tanh-Gaussian actor.
         critics: the critic ensemble (2 members); the target copy is made here.
-        actor_lr: actor Adam learning rate.
-        critic_lr: critic Adam learning rate.
-        gamma: discount.
-        tau: Polyak coefficient of the target critics.
-        alpha: fixed entropy coefficient (used only when `auto_alpha` is False).
-        auto_alpha: learn `log_alpha` (the original's default).
-        target_entropy: entropy target; None means `-A`.
-        alpha_lr: `log_alpha` Adam learning rate.
+        hp: the SAC core's hyper-parameters (learning rates, discount, Polyak rate, entropy
+            weight, actor schedule, optimiser factory).
         actor_anchor_fn: the actor's anchor function (COCOA), None for a plain actor.
         critic_anchor_fn: the critics' anchor function (COCOA), None for plain critics.
         generator: optional torch generator for every random draw of `learn` and `act_tensor`
@@ -129,20 +125,15 @@ class SACPolicy(BasePolicy):
     clamp_alpha: bool = True
     #: Required ensemble size (None: any); the SAC family logs `loss/critic1`, `loss/critic2`.
     required_num_critics: Optional[int] = 2
+    #: MOPO's and MOBILE's scripts registered the actor's scheduler as `actor` before
+    renamed_state = {"schedulers": {"actor": "actor_scheduler"}}
 
     def __init__(
         self,
         actor: TanhGaussianActor,
         critics: CriticEnsemble,
         *,
-        actor_lr: float = 1e-4,
-        critic_lr: float = 3e-4,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        alpha: float = 0.2,
-        auto_alpha: bool = True,
-        target_entropy: Optional[float] = None,
-        alpha_lr: float = 1e-4,
+        hp: SACHyperparams = SAC_DEFAULTS,
         actor_anchor_fn: Optional[AnchorFn] = None,
         critic_anchor_fn: Optional[AnchorFn] = None,
         generator: Optional[torch.Generator] = None,
@@ -153,31 +144,33 @@ class SACPolicy(BasePolicy):
         if num is not None and critics.num_members != num:
             raise ValueError(f"{type(self).__name__} needs a critic ensemble of {num} members, got "
                              f"{critics.num_members}")
-        if not 0.0 <= tau <= 1.0:
-            raise ValueError(f"tau must be in [0, 1], got {tau}")
         check_anchor_wiring("actor", actor, actor_anchor_fn)
         check_anchor_wiring("critics", critics, critic_anchor_fn)
         self.anchors = Anchors(actor_anchor_fn, critic_anchor_fn)
         self.actor = actor.to(self.device)
         self.critics = critics.to(self.device)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
-        self.actor_optim = adam(self.actor.parameters(), lr=actor_lr)
-        self.critic_optim = adam(self.critics.parameters(), lr=critic_lr)
-        self.gamma, self.tau = float(gamma), float(tau)
+        self.actor_optim = self.add_optimizer("actor", self.actor.parameters(), hp.actor_lr,
+                                              optimizer=hp.optimizer,
+                                              schedule=hp.actor_lr_schedule)
+        self.critic_optim = self.add_optimizer("critic", self.critics.parameters(), hp.critic_lr,
+                                               optimizer=hp.optimizer)
+        self.hp = hp
+        self.gamma, self.tau = float(hp.gamma), float(hp.tau)
         self.action_dim = int(actor.mu.output_dim)
         self.generator = generator
         self.nets = {"actor": self.actor, "critics": self.critics,
                      "critics_target": self.critics_target}
-        self.optims = {"actor_optim": self.actor_optim, "critic_optim": self.critic_optim}
 
-        self.auto_alpha = bool(auto_alpha)
-        self._fixed_alpha = float(alpha)
-        self.target_entropy = float(-self.action_dim if target_entropy is None else target_entropy)
+        self.auto_alpha = bool(hp.auto_alpha)
+        self._fixed_alpha = float(hp.alpha)
+        self.target_entropy = float(-self.action_dim if hp.target_entropy is None
+                                    else hp.target_entropy)
         self.log_alpha: Optional[Tensor] = None
         if self.auto_alpha:
             self.log_alpha = torch.zeros(1, device=self.device, requires_grad=True)
-            self.alpha_optim = adam([self.log_alpha], lr=alpha_lr)
-            self.optims["alpha_optim"] = self.alpha_optim
+            self.alpha_optim = self.add_optimizer("alpha", [self.log_alpha], hp.alpha_lr,
+                                                  optimizer=hp.optimizer)
 
     # --- acting ---
     @property

@@ -12,12 +12,13 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.optim import Optimizer
 
 from offlinerlkit.modules.critic import CriticEnsemble
 from offlinerlkit.nets.ensemble_mlp import EnsembleMLP
+from offlinerlkit.nets.optim import LRSchedule, OptimizerFactory, adam
 from offlinerlkit.policy.anchors import AnchorFn, AnchorPair, Anchors, check_anchor_wiring
 from offlinerlkit.policy.base import BasePolicy
+from offlinerlkit.policy.common import polyak_update, scalars_to_floats
 from offlinerlkit.types import Batch
 
 __all__ = ["StateNormalizer", "TD3BCActor", "TD3BCPolicy"]
@@ -103,8 +104,11 @@ class TD3BCPolicy(BasePolicy):
     Args:
         actor: the deterministic actor (`TD3BCActor`).
         critics: the twin critics, a `CriticEnsemble` with `num_members=2`.
-        actor_optim: optimiser over the actor's parameters.
-        critic_optim: optimiser over both critics' parameters.
+        actor_lr: the actor's learning rate (optimiser `actor_optim`).
+        critic_lr: the critics' learning rate (one optimiser, `critic_optim`).
+        actor_lr_schedule: the actor's learning-rate schedule, None for a constant rate (CORL's
+            and OfflineRL-Kit's TD3+BC).
+        optimizer: builds the optimisers (`adam`: fused Adam where available).
         normalizer: the dataset's state statistics, None to use raw states.
         actor_anchor_fn: the actor's anchor function (COCOA), None for a plain actor.
         critic_anchor_fn: the critics' anchor function, None for plain critics.
@@ -121,9 +125,11 @@ class TD3BCPolicy(BasePolicy):
         self,
         actor: TD3BCActor,
         critics: CriticEnsemble,
-        actor_optim: Optimizer,
-        critic_optim: Optimizer,
         *,
+        actor_lr: float = 3e-4,
+        critic_lr: float = 3e-4,
+        actor_lr_schedule: Optional[LRSchedule] = None,
+        optimizer: OptimizerFactory = adam,
         normalizer: Optional[StateNormalizer] = None,
         actor_anchor_fn: Optional[AnchorFn] = None,
         critic_anchor_fn: Optional[AnchorFn] = None,
@@ -150,7 +156,10 @@ class TD3BCPolicy(BasePolicy):
         self.critics = critics.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
-        self.actor_optim, self.critic_optim = actor_optim, critic_optim
+        self.actor_optim = self.add_optimizer("actor", self.actor.parameters(), actor_lr,
+                                              optimizer=optimizer, schedule=actor_lr_schedule)
+        self.critic_optim = self.add_optimizer("critic", self.critics.parameters(), critic_lr,
+                                               optimizer=optimizer)
         self.normalizer = normalizer.to(self.device) if normalizer is not None else None
         self.anchors = Anchors(actor_anchor_fn, critic_anchor_fn)
         self.alpha, self.gamma, self.tau = float(alpha), float(gamma), float(tau)
@@ -164,7 +173,6 @@ class TD3BCPolicy(BasePolicy):
                      "critics": self.critics, "critics_target": self.critics_target}
         if self.normalizer is not None:
             self.nets["normalizer"] = self.normalizer
-        self.optims = {"actor_optim": actor_optim, "critic_optim": critic_optim}
 
     # --- state normalisation ---
     def _norm(self, x: Optional[Tensor]) -> Optional[Tensor]:
@@ -199,7 +207,8 @@ class TD3BCPolicy(BasePolicy):
         self.critic_optim.zero_grad()
         critic_losses.sum().backward()
         self.critic_optim.step()
-        metrics = {"loss/critic1": critic_losses[0].item(), "loss/critic2": critic_losses[1].item()}
+        metrics: dict[str, Tensor | float] = {"loss/critic1": critic_losses[0],
+                                              "loss/critic2": critic_losses[1]}
 
         # --- delayed actor step and target updates ---
         self.total_updates += 1
@@ -211,17 +220,10 @@ class TD3BCPolicy(BasePolicy):
             self.actor_optim.zero_grad()
             actor_loss.backward()
             self.actor_optim.step()
-            self._update_targets()
-            metrics.update({"loss/actor": actor_loss.item(), "misc/lambda": float(lmbda)})
-        return metrics
-
-    @torch.no_grad()
-    def _update_targets(self) -> None:
-        """`target <- (1 - tau) target + tau online` for the actor and the critics."""
-        for target, online in ((self.actor_target, self.actor),
-                               (self.critics_target, self.critics)):
-            for t, p in zip(target.parameters(), online.parameters()):
-                t.mul_(1.0 - self.tau).add_(p, alpha=self.tau)
+            polyak_update(self.actor_target, self.actor, self.tau)
+            polyak_update(self.critics_target, self.critics, self.tau)
+            metrics.update({"loss/actor": actor_loss, "misc/lambda": lmbda})
+        return scalars_to_floats(metrics)
 
     # --- state ---
     def extra_state(self) -> dict[str, Any]:

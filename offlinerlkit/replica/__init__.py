@@ -8,11 +8,12 @@ from offlinerlkit.replica.behaviour import BEHAVIOUR_FORMAT, BehaviourPolicy
 from offlinerlkit.replica.make import (
     ReplicaResult,
     SACTrainOptions,
+    build_online_sac,
     choose_medium_snapshot,
     make_replica,
 )
 from offlinerlkit.replica.sampling import LevelResult, replica_seeds, sample_from_policy
 
 __all__ = ["BEHAVIOUR_FORMAT", "BehaviourPolicy", "LevelResult", "ReplicaResult",
-           "SACTrainOptions", "choose_medium_snapshot", "make_replica", "replica_seeds",
+           "SACTrainOptions", "build_online_sac", "choose_medium_snapshot", "make_replica", "replica_seeds",
            "sample_from_policy"]

@@ -37,7 +37,7 @@ from offlinerlkit.datasets.replica import (
     replica_policy_path,
 )
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
-from offlinerlkit.policy.sac import SACPolicy
+from offlinerlkit.policy.sac import SACHyperparams, SACPolicy
 from offlinerlkit.policy_trainer.online import OnlineSACTrainer, Snapshot
 from offlinerlkit.replica.behaviour import BehaviourPolicy
 from offlinerlkit.replica.sampling import (
@@ -58,8 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReplicaResult", "SACTrainOptions", "build_sac_trainer", "choose_medium_snapshot",
-           "make_replica"]
+__all__ = ["ReplicaResult", "SACTrainOptions", "build_online_sac", "build_sac_trainer",
+           "choose_medium_snapshot", "make_replica"]
 
 
 @dataclass(frozen=True)
@@ -103,12 +103,27 @@ class SACTrainOptions:
         if not 0.0 < self.medium_fraction < 1.0:
             raise ValueError(f"medium_fraction must be in (0, 1), got {self.medium_fraction}")
 
+    def hyperparams(self) -> SACHyperparams:
+        """The SAC policy's hyper-parameters these options give (auto-alpha, constant rates)."""
+        return SACHyperparams(actor_lr=self.actor_lr, critic_lr=self.critic_lr,
+                              alpha_lr=self.alpha_lr, gamma=self.gamma, tau=self.tau,
+                              auto_alpha=True)
+
     def as_metadata(self) -> dict[str, Any]:
         """The options as plain data (lists, numbers, strings) for files and provenance."""
         data = dataclasses.asdict(self)
         data["hidden_dims"] = list(self.hidden_dims)
         return data
 
+
+
+def build_online_sac(options: SACTrainOptions, spec: EnvSpec, *, generator: torch.Generator,
+                     device: torch.device | str) -> SACPolicy:
+    """A fresh SAC policy for the online run (initial weights from torch's global generator;
+    every draw of its updates and actions from `generator`)."""
+    return SACPolicy(build_tanh_actor(spec, options.hidden_dims),
+                     build_critics(spec, options.hidden_dims, num_members=2),
+                     hp=options.hyperparams(), generator=generator, device=device)
 
 
 @dataclass
@@ -159,13 +174,8 @@ def build_sac_trainer(task: TaskInfo, options: SACTrainOptions, *, seed: int,
     spec = EnvSpec(task.obs_dim, task.action_dim)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)  # a local generator: the global streams are untouched
-    sac = SACPolicy(build_tanh_actor(spec, options.hidden_dims),
-                    build_critics(spec, options.hidden_dims, num_members=2),
-                    actor_lr=options.actor_lr, critic_lr=options.critic_lr,
-                    alpha_lr=options.alpha_lr, gamma=options.gamma, tau=options.tau,
-                    auto_alpha=True, generator=generator, device=device)
     return OnlineSACTrainer(
-        sac, make_env(task, seed=seed), eval_env=make_env(task, seed=seed + 1),
+        build_online_sac(options, spec, generator=generator, device=device), make_env(task, seed=seed), eval_env=make_env(task, seed=seed + 1),
         buffer=ReplayBuffer(options.train_steps, spec.obs_dim, spec.action_dim, device=device),
         total_steps=options.train_steps, start_steps=options.start_steps,
         update_after=options.update_after, batch_size=options.batch_size,
