@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write
+from offlinerlkit.utils.safe_pickle import load_array_pickle
 
 __all__ = [
     "IMAGINATION_FILE",
@@ -231,31 +232,6 @@ def save_imagination(path: str | os.PathLike, data: Mapping[str, Any], *,
     return atomic_write(path, lambda f: pickle.dump(payload, f, protocol=4))
 
 
-_NUMPY_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only; any other global is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _NUMPY_GLOBALS:
-            target = "numpy._core" + module[len("numpy.core"):] if module.startswith("numpy.core") \
-                else module
-            try:
-                return super().find_class(target, name)
-            except (ImportError, AttributeError):  # numpy < 2 has no numpy._core
-                return super().find_class(module, name)
-        if module == "numpy.dtypes" and name.endswith("DType"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} (only numpy arrays "
-                                     "are expected in an imagination file)")
-
-
 def load_imagination(path: str | os.PathLike, *, obs_dim: int, action_dim: int) -> dict[str, Any]:
     """Read and check a reverse-imagination pickle (ours or the original's).
 
@@ -277,7 +253,7 @@ def load_imagination(path: str | os.PathLike, *, obs_dim: int, action_dim: int) 
     fix = "regenerate it with divergent_reverse_rollouts + save_imagination"
     try:
         with open(path, "rb") as f:
-            data = _ArrayUnpickler(f).load()
+            data = load_array_pickle(f, what="an imagination file")
     except Exception as exc:  # truncated, not a pickle, foreign objects, ...
         raise ImaginationFileError(f"cannot read {path} ({type(exc).__name__}: {exc}); the file is "
                                    f"corrupt or not a reverse-imagination pickle; {fix}") from exc

@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -40,6 +39,7 @@ from offlinerlkit.utils.run_record import (
     read_hyper_params,
     same_task,
 )
+from offlinerlkit.utils.safe_pickle import numpy_safe_globals
 from offlinerlkit.utils.seeding import get_rng_state
 
 __all__ = ["SEEKER_FILE", "AnchorSeeker", "SeekerFileError", "load_seeker", "resolve_seeker_file",
@@ -278,31 +278,13 @@ def load_seeker(
     return seeker.to(device).requires_grad_(False).eval()
 
 
-_NUMPY_GLOBALS = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-                  "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
-                  "numpy.ndarray", "numpy.dtype")
-
-
-def _numpy_global(name: str) -> Any | None:
-    """The object for an allowlisted numpy global name, or None if it is not allowlisted."""
-    if name.startswith("numpy.dtypes.") and name.endswith("DType"):
-        return getattr(np.dtypes, name.rsplit(".", 1)[1], None)
-    if name not in _NUMPY_GLOBALS:
-        return None
-    attr = name.rsplit(".", 1)[1]
-    if name in ("numpy.ndarray", "numpy.dtype"):
-        return getattr(np, attr)
-    core = getattr(np, "_core", None) or np.core  # numpy >= 2 moved numpy.core to numpy._core
-    return getattr(core.multiarray, attr, None)
-
-
 def _torch_load(file: Path) -> Any:
     """`torch.load(weights_only=True)`, allowing only the numpy globals an original file needs.
 
     The original pickles numpy's RNG state tuple (a `uint32` array). If plain weights-only
-    loading fails, the globals the file needs are listed; when all of them are numpy's array
-    and dtype reconstructors they (and the numeric dtype classes) are allowed for one more
-    weights-only load; anything else is refused.
+    loading fails, the globals the file needs are listed; when all of them are on the
+    allow-list of `utils.safe_pickle` (numpy's array and dtype reconstructors) they are allowed
+    for one more weights-only load; anything else is refused.
     """
     def corrupt(exc: BaseException) -> SeekerFileError:
         first = str(exc).splitlines()[0] if str(exc) else ""
@@ -320,20 +302,13 @@ def _torch_load(file: Path) -> Any:
         needed = torch.serialization.get_unsafe_globals_in_checkpoint(file)
     except Exception as exc:
         raise corrupt(first_error) from exc
-    allowed = {name: _numpy_global(name) for name in needed}
-    refused = sorted(name for name, obj in allowed.items() if obj is None)
+    safe, refused = numpy_safe_globals(needed)
     if not needed or refused:
         if refused:
             raise SeekerFileError(f"{file} contains objects other than tensors and numpy arrays "
                                   f"({', '.join(refused)}); refusing to unpickle it. Use a file "
                                   "written by save_seeker or by the original anchor-seeker script")
         raise corrupt(first_error) from first_error
-    safe: list[Any] = [(obj, name) for name, obj in allowed.items()]
-    if any(name.endswith(".dtype") or name.startswith("numpy.dtypes.") for name in allowed):
-        # unpickling a dtype also BUILDs an instance of its class (e.g. UInt32DType), which
-        # torch does not list among the needed globals: allow the numeric dtype classes
-        safe += sorted({type(np.dtype(c)) for c in "?" + np.typecodes["AllInteger"]
-                        + np.typecodes["AllFloat"]}, key=str)
     try:
         with torch.serialization.safe_globals(safe):
             return torch.load(file, map_location="cpu", weights_only=True)

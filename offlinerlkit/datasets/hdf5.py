@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 from offlinerlkit.datasets.errors import DatasetError, DatasetNotFoundError
 from offlinerlkit.datasets.qlearning import REQUIRED_KEYS
 from offlinerlkit.utils.errors import naming_path
+from offlinerlkit.utils.fileio import atomic_path
 from offlinerlkit.utils.tasks import TaskInfo, parse_task
 
 logger = logging.getLogger(__name__)
@@ -400,27 +400,13 @@ def write_d4rl_hdf5(
 
     import h5py
 
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with naming_path(file):  # h5py's OSError of a full disk names no file
-            with h5py.File(tmp, "x") as h5:
-                for key, value in prepared.items():
-                    h5.create_dataset(key, data=value)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            if overwrite:
-                os.replace(tmp, file)
-            else:
-                try:  # a hard link fails atomically if the target appeared meanwhile
-                    os.link(tmp, file)
-                except FileExistsError:
-                    raise refuse() from None
-                except OSError:  # no hard links on this filesystem
-                    if file.exists():
-                        raise refuse() from None
-                    os.replace(tmp, file)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with atomic_path(file, overwrite=overwrite) as tmp:
+            with naming_path(file):  # h5py's OSError of a full disk names no file
+                with h5py.File(tmp, "w") as h5:
+                    for key, value in prepared.items():
+                        h5.create_dataset(key, data=value)
+    except FileExistsError:
+        raise refuse() from None
     logger.info("wrote %d steps to %s", len(prepared["rewards"]), file)
     return file

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import tempfile
@@ -17,7 +18,7 @@ _log = logging.getLogger(__name__)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
-                 text: bool = False) -> Path:
+                 text: bool = False, overwrite: bool = True) -> Path:
     """Write `path` through a temporary file in the same folder, fsync, then `os.replace`.
 
     The file gets the permissions a plain `open(path, "w")` would (0666 less the umask), not
@@ -27,34 +28,69 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
         path: the final file (its folder is created if needed).
         write: called with the open temporary file (binary, or text when `text`).
         text: open the temporary file in text mode (UTF-8, no newline translation).
+        overwrite: replace an existing `path`; False never replaces one (see `atomic_path`).
 
     Returns:
         `path` as a `Path`.
 
     Raises:
+        FileExistsError: `path` exists (or appeared meanwhile) and `overwrite` is False.
         OSError: the write failed for a reason of the machine (disk full, read-only folder,
             permission; also when torch's writer wrapped it), re-raised naming `path`. The
             temporary file is removed in every case.
     """
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        with (open(tmp, "w", encoding="utf-8", newline="") if text else open(tmp, "wb")) as f:
+            write(f)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary file's path beside `path`; when the block succeeds, fsync it and move
+    it onto `path` (for writers that take a file name, e.g. h5py).
+
+    With `overwrite`, `os.replace`. Without it, a hard link, which fails atomically when `path`
+    appeared meanwhile (on a filesystem without hard links: an existence check, then
+    `os.replace`), so an existing file is never touched. The temporary file (`.<name>.*.tmp`,
+    the pattern `checkpoint.remove_stale_temporaries` cleans) is removed in every case.
+
+    Raises:
+        FileExistsError: `path` exists and `overwrite` is False.
+        OSError: a failure of the machine, re-raised naming `path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # it names the temporary file: name the one asked for
         raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+    os.close(fd)
+    tmp = Path(name)
     try:
         with naming_path(path):
-            with (os.fdopen(fd, "w", encoding="utf-8", newline="") if text
-                  else os.fdopen(fd, "wb")) as f:
-                write(f)
-                f.flush()
+            yield tmp
+            with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                _move_without_replacing(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _move_without_replacing(tmp: Path, path: Path) -> None:
+    """Move `tmp` onto `path` unless `path` exists (`FileExistsError`)."""
+    try:
+        os.link(tmp, path)  # fails atomically if the target appeared meanwhile
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+    except OSError:  # no hard links on this filesystem
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+        os.replace(tmp, path)
 
 
 @contextlib.contextmanager
