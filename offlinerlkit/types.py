@@ -14,6 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+#: COCOA's anchor function: a frozen, deterministic map from states `[N, S]` to their anchors
+#: `[N, S]` (built in `anchor/anchor_fn.py`, called by the policies through `policy/anchors.py`).
+AnchorFn = Callable[[Tensor], Tensor]
+
 #: Keys of the transition dict returned by the dataset loaders (D4RL `qlearning_dataset` names).
 TRANSITION_KEYS = ("observations", "actions", "next_observations", "rewards", "terminals")
 

@@ -60,15 +60,22 @@ from offlinerlkit.utils.tasks import ROBOTS, parse_task
 
 
 @dataclass(frozen=True)
-class MakeDatasetConfig:
-    """Make D4RL-protocol replica datasets (online SAC + sampling) for one robot."""
+class _Target:
+    """What to make (the first options of `MakeDatasetConfig`, so `--help` and recorded
+    commands begin with them)."""
 
     robot: Optional[str] = opt(None, "hopper, halfcheetah or walker2d")
     task: Optional[str] = opt(None, "instead of --robot: any task of the robot, e.g. "
                                     "hopper-medium-v2 or replica:hopper-medium-v2")
     levels: Optional[tuple[str, ...]] = opt(None, "levels to make (default: all five; with "
                                                   "--policies all but medium-replay)")
-    train_steps: int = opt(1_000_000, "environment steps of the online SAC run (D4RL: 1M)")
+
+
+@dataclass(frozen=True)
+class MakeDatasetConfig(SACTrainOptions, _Target):
+    """Make D4RL-protocol replica datasets (online SAC + sampling) for one robot (the SAC
+    options are `SACTrainOptions`' fields, declared once in `offlinerlkit.replica`)."""
+
     num_samples: int = opt(1_000_000, "rows of the random, medium and expert datasets (D4RL: 1M)")
     seed: int = opt(0, "seed of everything (torch, numpy, simulators; see online.py)")
     out_dir: Optional[str] = opt(None, "replica folder (default: $COCOA_REPLICA_DIR or "
@@ -88,22 +95,6 @@ class MakeDatasetConfig:
     threads: Optional[int] = opt(1, "torch CPU threads (1: these small networks gain little from "
                                      "more, and lose much when another process is busy)")
     progress: bool = opt(True, "show progress bars")
-    hidden_dims: tuple[int, ...] = opt((256, 256), "SAC actor/critic widths")
-    batch_size: int = opt(256, "SAC minibatch size")
-    actor_lr: float = opt(3e-4, "SAC actor learning rate")
-    critic_lr: float = opt(3e-4, "SAC critic learning rate")
-    alpha_lr: float = opt(3e-4, "SAC entropy-weight learning rate")
-    gamma: float = opt(0.99, "discount")
-    tau: float = opt(0.005, "target Polyak rate")
-    start_steps: int = opt(10_000, "uniformly random actions for the first steps")
-    update_after: int = opt(1_000, "first SAC update after this many steps")
-    eval_every: int = opt(5_000, "steps between evaluations and policy snapshots")
-    eval_episodes: int = opt(5, "deterministic episodes per evaluation")
-    final_eval_episodes: int = opt(10, "episodes of the final evaluation of each behaviour policy")
-    medium_fraction: float = opt(1.0 / 3.0, "medium = snapshot closest to this fraction of the "
-                                            "expert return")
-    expert_choice: Literal["final", "best"] = opt("final", "expert = final snapshot (D4RL) or the "
-                                                           "best evaluated one")
     max_episode_steps: Optional[int] = opt(None, "cut episodes earlier than 1000 steps (tests)")
     log_dir: Optional[str] = opt(None, "where the SAC run's log goes (default: <out_dir>/logs)")
     checkpoint_every: int = opt(25_000, "SAC steps between resumable checkpoints (a multiple of "
@@ -215,13 +206,7 @@ def _make(cfg: MakeDatasetConfig, out_dir: Path, device: torch.device) -> Replic
     else:
         robot = cfg.resolved_robot
         assert robot is not None
-        options = SACTrainOptions(
-            train_steps=cfg.train_steps, hidden_dims=cfg.hidden_dims, actor_lr=cfg.actor_lr,
-            critic_lr=cfg.critic_lr, alpha_lr=cfg.alpha_lr, gamma=cfg.gamma, tau=cfg.tau,
-            batch_size=cfg.batch_size, start_steps=cfg.start_steps,
-            update_after=cfg.update_after, eval_every=cfg.eval_every,
-            eval_episodes=cfg.eval_episodes, final_eval_episodes=cfg.final_eval_episodes,
-            medium_fraction=cfg.medium_fraction, expert_choice=cfg.expert_choice)
+        options = cfg.train_options()
         logger = None
         run_dir: Optional[RunDir] = None
         if cfg.resume is not None:

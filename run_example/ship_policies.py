@@ -19,7 +19,7 @@ from typing import Any, Optional
 import make_dataset
 
 from offlinerlkit.datasets.replica import POLICY_LEVELS, replica_policy_path
-from offlinerlkit.replica import BehaviourPolicy, SACTrainOptions
+from offlinerlkit.replica import BehaviourPolicy
 from offlinerlkit.replica.from_policies import SHIPPED_ROOT
 from offlinerlkit.utils.cli import config_from_dict, opt
 from offlinerlkit.utils.errors import run_main
@@ -60,14 +60,7 @@ def main(cfg: ShipConfig) -> Path:
     if not commit:
         raise ValueError(f"{cfg.run} does not record its code commit: give --code_commit")
     source = Path(record.get("out_dir") or run_cfg.out_dir or "").expanduser()
-    options = SACTrainOptions(
-        train_steps=run_cfg.train_steps, hidden_dims=run_cfg.hidden_dims,
-        actor_lr=run_cfg.actor_lr, critic_lr=run_cfg.critic_lr, alpha_lr=run_cfg.alpha_lr,
-        gamma=run_cfg.gamma, tau=run_cfg.tau, batch_size=run_cfg.batch_size,
-        start_steps=run_cfg.start_steps, update_after=run_cfg.update_after,
-        eval_every=run_cfg.eval_every, eval_episodes=run_cfg.eval_episodes,
-        final_eval_episodes=run_cfg.final_eval_episodes,
-        medium_fraction=run_cfg.medium_fraction, expert_choice=run_cfg.expert_choice)
+    options = run_cfg.train_options()
     common: dict[str, Any] = {
         "command": command_line(run_cfg), "code_commit": str(commit),
         "versions": record.get("versions", {}), "train_steps": run_cfg.train_steps,

@@ -12,18 +12,14 @@ the result to the networks (`delta = obs - anchor`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
+from offlinerlkit.types import AnchorFn
 
 __all__ = ["AnchorFn", "ClosestDeltaAnchorFn", "RolloutAnchorFn", "closest_delta_anchor_fn",
            "rollout_anchor_fn"]
-
-#: A map from states `[N, S]` to their anchors `[N, S]` (the same alias as `policy.anchors`).
-AnchorFn = Callable[[Tensor], Tensor]
 
 
 class RolloutAnchorFn:

@@ -34,10 +34,10 @@ from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
+    check_provenance,
     find_hyper_value,
     hyper_mismatch,
     read_hyper_params,
-    same_task,
 )
 from offlinerlkit.utils.safe_pickle import numpy_safe_globals
 from offlinerlkit.utils.seeding import get_rng_state
@@ -238,25 +238,11 @@ def load_seeker(
         arch["max_action"] = float(hyper_max if hyper_max is not None else
                                    (max_action if max_action is not None else 1.0))
         file_task = None
-    if hyper:
-        if meta is None:  # ours describe themselves; the JSON's flags may mean other networks
-            _check_hyper(arch, hyper, hyper_path, file)
-        hyper_task = find_hyper_value(hyper, ("task",))
-        if file_task and hyper_task and not same_task(file_task, hyper_task):
-            raise SeekerFileError(f"{file} says task {file_task!r} but {hyper_path} says "
-                                  f"{hyper_task!r}; the folder mixes files of two runs")
-        file_task = file_task or hyper_task
-    if task is not None:
-        if file_task is None:
-            logger.warning("cannot check the task of %s: no task recorded in the file or in %s",
-                           file, hyper_path)
-        elif not same_task(file_task, task):
-            raise SeekerFileError(f"{file} was trained for task {file_task!r}, not {task!r}; pass "
-                                  f"the anchor seeker of a {task} run")
-    for name, want in (("obs_dim", obs_dim), ("action_dim", action_dim)):
-        if want is not None and int(want) != arch[name]:
-            raise SeekerFileError(f"{file} maps {name}={arch[name]} but {name}={int(want)} was "
-                                  "expected; pass the anchor seeker of a run on the same task")
+    if hyper and meta is None:  # ours describe themselves; the JSON's flags may mean other networks
+        _check_hyper(arch, hyper, hyper_path, file)
+    check_provenance(file, file_task=file_task, hyper=hyper, run_path=file.parent.parent,
+                     task=task, arch=arch, expected={"obs_dim": obs_dim, "action_dim": action_dim},
+                     kind="anchor seeker", verb="maps", error=SeekerFileError)
     if hidden_dims is not None and [int(h) for h in hidden_dims] != arch["hidden_dims"]:
         raise SeekerFileError(f"{file} has hidden dims {arch['hidden_dims']} but {list(hidden_dims)} "
                               "were requested; pass hidden_dims=None to use the file's, or the "

@@ -33,10 +33,10 @@ from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
     HYPER_PARAM_FILE,
+    check_provenance,
     find_hyper_value,
     hyper_mismatch,
     read_hyper_params,
-    same_task,
 )
 from offlinerlkit.utils.scaler import MU_FILE, STD_FILE, StandardScaler
 
@@ -218,22 +218,9 @@ def load_dynamics(
         raise DynamicsFileError(f"{file} is neither a cocoa-rl dynamics file nor an original dynamics "
                                 "state dict; re-run dynamics training")
     _check_against_hyper_params(arch, hyper, folder, file)
-    hyper_task = find_hyper_value(hyper, ("task",)) if hyper else None
-    if file_task and hyper_task and not same_task(file_task, hyper_task):
-        raise DynamicsFileError(f"{file} says task {file_task!r} but {folder.parent / HYPER_PARAM_FILE} "
-                                f"says {hyper_task!r}; the folder mixes files of two runs")
-    file_task = file_task or hyper_task
-    if task is not None:
-        if file_task is None:
-            logger.warning("cannot check the task of %s: no task recorded in the file or in %s",
-                           file, folder.parent / HYPER_PARAM_FILE)
-        elif not same_task(file_task, task):
-            raise DynamicsFileError(f"{file} was trained for task {file_task!r}, not {task!r}; pass "
-                                    f"the dynamics of a {task} run")
-    for name, want in (("obs_dim", obs_dim), ("action_dim", action_dim)):
-        if want is not None and int(want) != arch[name]:
-            raise DynamicsFileError(f"{file} models {name}={arch[name]} but {name}={int(want)} was "
-                                    "expected; pass the dynamics of a run on the same task")
+    check_provenance(file, file_task=file_task, hyper=hyper, run_path=folder.parent, task=task,
+                     arch=arch, expected={"obs_dim": obs_dim, "action_dim": action_dim},
+                     kind="dynamics", verb="models", error=DynamicsFileError)
     model = GaussianEnsemble(
         arch["obs_dim"] + arch["action_dim"],
         arch["obs_dim"] + int(direction == "forward"),

@@ -35,6 +35,7 @@ from offlinerlkit.algorithms import ALGORITHMS
 from offlinerlkit.pipeline.artifacts import IN_MEMORY_SOURCE, read_record
 from offlinerlkit.presets import task_key
 from offlinerlkit.utils.minari_task import is_minari_task
+from offlinerlkit.utils.run_record import HYPER_PARAM_FILE
 from offlinerlkit.utils.tasks import REPLICA_PREFIX
 
 log = logging.getLogger(__name__)
@@ -226,9 +227,9 @@ def find_policy_runs(roots: Iterable[str | Path]) -> list[PolicyRun]:
         root = Path(root)
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist")
-        for record in sorted(root.rglob("hyper_param.json")):
+        for record in sorted(root.rglob(HYPER_PARAM_FILE.name)):
             run = record.parent.parent
-            if record.parent.name != "record" or run.resolve() in seen:
+            if record.parent.name != HYPER_PARAM_FILE.parent.name or run.resolve() in seen:
                 continue
             seen.add(run.resolve())
             loaded = load_policy_run(run)

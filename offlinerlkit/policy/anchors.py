@@ -12,16 +12,12 @@ is `None` and nothing is computed.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 
-from offlinerlkit.types import Batch
-
-#: A frozen, deterministic map from states `[N, S]` to their anchors `[N, S]`.
-AnchorFn = Callable[[Tensor], Tensor]
+from offlinerlkit.types import AnchorFn, Batch
 
 __all__ = ["AnchorFn", "AnchorPair", "Anchors", "CountingAnchorFn", "check_anchor_wiring",
            "repeat_rows"]

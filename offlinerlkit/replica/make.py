@@ -49,6 +49,7 @@ from offlinerlkit.replica.sampling import (
     sample_level,
 )
 from offlinerlkit.types import EnvSpec
+from offlinerlkit.utils.cli import opt
 from offlinerlkit.utils.tasks import ROBOTS, TaskInfo, normalized_score, parse_task
 
 if TYPE_CHECKING:
@@ -66,42 +67,38 @@ __all__ = ["ReplicaResult", "SACTrainOptions", "build_online_sac", "build_sac_tr
 class SACTrainOptions:
     """Online SAC settings of the behaviour-policy run (rlkit-style defaults, as D4RL used).
 
-    Attributes:
-        train_steps: environment steps of the SAC run (D4RL: 1M).
-        hidden_dims: actor and critic widths.
-        actor_lr, critic_lr, alpha_lr: Adam learning rates.
-        gamma, tau: discount and target Polyak rate.
-        batch_size: minibatch size.
-        start_steps: uniformly random actions for this many first steps.
-        update_after: first update after this many steps.
-        eval_every: steps between evaluations and snapshots.
-        eval_episodes: deterministic episodes per evaluation.
-        final_eval_episodes: episodes of the careful evaluation of each behaviour policy.
-        medium_fraction: medium = the snapshot closest to this fraction of the expert return.
-        expert_choice: `final` (D4RL: trained to completion) or `best` (best evaluated snapshot).
+    Declared once: `run_example/make_dataset.py`'s config inherits these fields (their help
+    lines are its `--help`), and `train_options()` gives them back as this class.
     """
 
-    train_steps: int = 1_000_000
-    hidden_dims: tuple[int, ...] = (256, 256)
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 3e-4
-    gamma: float = 0.99
-    tau: float = 0.005
-    batch_size: int = 256
-    start_steps: int = 10_000
-    update_after: int = 1_000
-    eval_every: int = 5_000
-    eval_episodes: int = 5
-    final_eval_episodes: int = 10
-    medium_fraction: float = 1.0 / 3.0
-    expert_choice: Literal["final", "best"] = "final"
+    train_steps: int = opt(1_000_000, "environment steps of the online SAC run (D4RL: 1M)")
+    hidden_dims: tuple[int, ...] = opt((256, 256), "SAC actor/critic widths")
+    actor_lr: float = opt(3e-4, "SAC actor learning rate")
+    critic_lr: float = opt(3e-4, "SAC critic learning rate")
+    alpha_lr: float = opt(3e-4, "SAC entropy-weight learning rate")
+    gamma: float = opt(0.99, "discount")
+    tau: float = opt(0.005, "target Polyak rate")
+    batch_size: int = opt(256, "SAC minibatch size")
+    start_steps: int = opt(10_000, "uniformly random actions for the first steps")
+    update_after: int = opt(1_000, "first SAC update after this many steps")
+    eval_every: int = opt(5_000, "steps between evaluations and policy snapshots")
+    eval_episodes: int = opt(5, "deterministic episodes per evaluation")
+    final_eval_episodes: int = opt(10, "episodes of the final evaluation of each behaviour policy")
+    medium_fraction: float = opt(1.0 / 3.0, "medium = snapshot closest to this fraction of the "
+                                            "expert return")
+    expert_choice: Literal["final", "best"] = opt("final", "expert = final snapshot (D4RL) or the "
+                                                           "best evaluated one")
 
     def __post_init__(self) -> None:
         if self.expert_choice not in ("final", "best"):
             raise ValueError(f"expert_choice must be 'final' or 'best', got {self.expert_choice!r}")
         if not 0.0 < self.medium_fraction < 1.0:
             raise ValueError(f"medium_fraction must be in (0, 1), got {self.medium_fraction}")
+
+    def train_options(self) -> SACTrainOptions:
+        """These fields alone, as a `SACTrainOptions` (from a config that inherits them)."""
+        return SACTrainOptions(**{f.name: getattr(self, f.name)
+                                  for f in dataclasses.fields(SACTrainOptions)})
 
     def hyperparams(self) -> SACHyperparams:
         """The SAC policy's hyper-parameters these options give (auto-alpha, constant rates)."""
@@ -111,7 +108,7 @@ class SACTrainOptions:
 
     def as_metadata(self) -> dict[str, Any]:
         """The options as plain data (lists, numbers, strings) for files and provenance."""
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(self.train_options())
         data["hidden_dims"] = list(self.hidden_dims)
         return data
 

@@ -49,6 +49,7 @@ import torch
 from offlinerlkit.utils.errors import naming_path
 from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.run_dir import RunDir
+from offlinerlkit.utils.run_record import write_hyper_params
 
 __all__ = ["BACKENDS", "PHASES", "Logger", "NoOpLogger", "to_jsonable"]
 
@@ -60,7 +61,6 @@ PHASES = ("policy", "dynamics", "reverse_dynamics", "anchor_seeker")
 BACKENDS = ("console", "csv", "tensorboard", "wandb")
 _STEP_KEY = "timestep"
 _CONSOLE_BACKUP = "consoleout_backup.txt"
-_HYPER_PARAMS = "hyper_param.json"
 
 
 # --------------------------------------------------------------------------- value conversion
@@ -572,9 +572,8 @@ class Logger:
             raise TypeError(
                 f"hyper-parameters must be a mapping or dataclass, got {type(config).__name__}"
             )
-        text = json.dumps(data, indent=4)
-        if self.run_dir is not None:
-            _atomic_write_text(self.run_dir.record / _HYPER_PARAMS, text + "\n")
+        text = (write_hyper_params(self.run_dir.path, data) if self.run_dir is not None
+                else json.dumps(data, indent=4))
         for backend in self._backends:
             backend.hyper_params(text, data)
         return data
