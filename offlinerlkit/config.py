@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Optional
 
 from offlinerlkit.utils.cli import opt
+
+if TYPE_CHECKING:  # types.py imports torch; this module must stay light
+    from offlinerlkit.types import DataclassInstance
 
 
 def _chain_post_init(cls: type, obj: object) -> None:
@@ -32,7 +35,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def check_ranges(config: object, **rules: Sequence[str]) -> None:
+def check_ranges(config: DataclassInstance, **rules: Sequence[str]) -> None:
     """Refuse values that make a run meaningless: `rule=(field names)`, rules as in `_RULES`
     (`count`: int >= 1, `positive`, `non_negative`, `fraction`: (0, 1], `proportion`: [0, 1],
     `open_unit`: (0, 1), `sizes`: a non-empty tuple of ints >= 1). None passes (a default).
@@ -48,7 +51,7 @@ def check_ranges(config: object, **rules: Sequence[str]) -> None:
                 raise ValueError(f"--{name} must be {text}, got {_flag_value(value) or '(empty)'}")
 
 
-def config_warnings(config: object) -> list[str]:
+def config_warnings(config: DataclassInstance) -> list[str]:
     """Values the original accepts for a reason but that change what a run means; the scripts
     print each loudly and record them in `hyper_param.json` under `warnings`."""
     warnings = []

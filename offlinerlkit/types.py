@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Any, ClassVar, Optional, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
+
+
+class DataclassInstance(Protocol):
+    """Any dataclass instance (a config): what functions generic over configs accept."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
 
 #: COCOA's anchor function: a frozen, deterministic map from states `[N, S]` to their anchors
 #: `[N, S]` (built in `anchor/anchor_fn.py`, called by the policies through `policy/anchors.py`).

@@ -28,12 +28,36 @@ def test_bare_import_is_light() -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
+#: Parameter names that carry a run's options into a function.
+CONFIG_NAMES = {"args", "cfg", "config", "opts", "options", "namespace", "hparams", "params"}
+#: Annotations that say nothing about what such a parameter holds (a `dict` is a recorded JSON
+#: configuration, data rather than options, and stays allowed).
+UNTYPED = {None, "Any", "object", "Namespace", "argparse.Namespace", "Optional[Any]"}
+
+
+def untyped_config_parameters(source: str) -> list[str]:
+    """Functions with an `args` parameter, or a config-carrying parameter (`cfg`, `config`,
+    `options`, ...) whose annotation is missing or says nothing (`Any`, `object`, a Namespace):
+    the original's `args` bag under another name."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
+                note = None if arg.annotation is None else ast.unparse(arg.annotation)
+                if arg.arg == "args" or (arg.arg in CONFIG_NAMES and note in UNTYPED):
+                    found.append(f"{node.name}({arg.arg}: {note})")
+    return found
+
+
+def test_the_guard_catches_args_under_any_name() -> None:
+    assert untyped_config_parameters("def f(args): pass") == ["f(args: None)"]
+    assert untyped_config_parameters("def f(cfg: Any, *, x: int): pass") == ["f(cfg: Any)"]
+    assert untyped_config_parameters("def f(config): pass") == ["f(config: None)"]
+    assert untyped_config_parameters("def f(options: argparse.Namespace): pass") != []
+    assert untyped_config_parameters("def f(cfg: RunConfig, options: CocoaOptions): pass") == []
+
+
 def test_no_args_parameter_in_the_library() -> None:
-    offenders = []
-    for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                names = [a.arg for a in node.args.args + node.args.kwonlyargs]
-                if "args" in names:
-                    offenders.append(f"{path.name}:{node.name}")
+    offenders = [f"{path.relative_to(PACKAGE)}:{name}" for path in sorted(PACKAGE.rglob("*.py"))
+                 for name in untyped_config_parameters(path.read_text())]
     assert not offenders, offenders

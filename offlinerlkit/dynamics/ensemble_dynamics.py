@@ -264,7 +264,7 @@ def _ensemble_std(state_mean: Tensor) -> Tensor:
     return centred.square().mean(0).mean(-1, keepdim=True).sqrt()
 
 
-def _check_choice(name: str, value: str, options: Any) -> None:
-    choices = get_args(options)
+def _check_choice(name: str, value: str, literal: Any) -> None:
+    choices = get_args(literal)
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from offlinerlkit.config import DynamicsOptions
+from offlinerlkit.config import CommonConfig, DynamicsOptions
 from offlinerlkit.utils.run_dir import safe_name
 from offlinerlkit.utils.run_record import read_hyper_params
 
@@ -110,7 +110,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def match_fields(config: Any, kind: ArtifactKind) -> dict[str, Any]:
+def match_fields(config: CommonConfig, kind: ArtifactKind) -> dict[str, Any]:
     """The fields of `config` (a config dataclass) that must be equal for `kind` to be reused.
 
     Returns:
@@ -170,7 +170,7 @@ def _matches(record: Mapping[str, Any], kind: ArtifactKind, fields: Mapping[str,
     return all(name in saved and saved[name] == value for name, value in fields.items())
 
 
-def find_artifact(log_dir: str | Path, kind: ArtifactKind, config: Any, *,
+def find_artifact(log_dir: str | Path, kind: ArtifactKind, config: CommonConfig, *,
                   dataset_source: str) -> Optional[Path]:
     """The newest finished run of `kind` made with `config`'s stage configuration, or None.
 
@@ -214,7 +214,7 @@ class PolicyRunState:
     finished: bool
 
 
-def find_policy_run(log_dir: str | Path, config: Any, *, epochs: int,
+def find_policy_run(log_dir: str | Path, config: CommonConfig, *, epochs: int,
                     dataset_source: str) -> Optional[PolicyRunState]:
     """The policy run to skip or resume for `config`, or None to start a new one.
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from offlinerlkit.algorithms import ALGORITHMS, cocoa_algorithms
+from offlinerlkit.config import CommonConfig
 from offlinerlkit.pipeline.artifacts import (
     ANCHOR_SEEKER,
     FORWARD_DYNAMICS,
@@ -240,7 +241,7 @@ def run_pipeline(plan: PipelinePlan, *,
     """
     sources: dict[tuple[str, Optional[str]], str] = {}
 
-    def source_of(cfg: Any) -> str:
+    def source_of(cfg: CommonConfig) -> str:
         key = (cfg.task, cfg.dataset_path)
         if key not in sources:
             sources[key] = describe_source(*key)

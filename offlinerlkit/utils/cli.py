@@ -16,7 +16,21 @@ import math
 import types
 import typing
 from collections.abc import Sequence
-from typing import Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    NoReturn,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
+
+if TYPE_CHECKING:  # types.py imports torch; this module must stay light
+    from offlinerlkit.types import DataclassInstance
+
 
 T = TypeVar("T")
 
@@ -181,7 +195,7 @@ def _explicit(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> ar
     return quiet.parse_args(argv)
 
 
-def config_to_dict(config: Any) -> dict[str, Any]:
+def config_to_dict(config: DataclassInstance) -> dict[str, Any]:
     """A JSON-friendly dict of a (possibly nested) config dataclass."""
     return dataclasses.asdict(config)
 

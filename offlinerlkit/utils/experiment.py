@@ -10,7 +10,7 @@ import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -139,8 +139,20 @@ class PreparedRun(NamedTuple):
     warnings: list[str]
 
 
+class AnchorDynamicsConfig(Protocol):
+    """What `load_anchor_dynamics` reads: `CocoaOptions.load_dynamics_path`,
+    `CommonConfig.device` and `LoadedDynamicsSizes.check_dynamics_sizes`."""
+
+    load_dynamics_path: Optional[str]
+    device: str
+
+    def check_dynamics_sizes(self, *, hidden_dims: Sequence[int], num_members: int,
+                             num_elites: int, path: str) -> None:
+        ...
+
+
 def prepare_run(
-    cfg: Any,
+    cfg: CommonConfig,
     dataset: Optional[Mapping[str, np.ndarray]],
     *,
     transform: Optional[Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]] = None,
@@ -234,7 +246,7 @@ def run_policy_training(
     return run_dir.path
 
 
-def load_anchor_dynamics(cfg: Any, task: TaskInfo) -> Optional[EnsembleDynamics]:
+def load_anchor_dynamics(cfg: AnchorDynamicsConfig, task: TaskInfo) -> Optional[EnsembleDynamics]:
     """The forward dynamics of a model-free COCOA run (CQL, IQL), or None without them.
 
     `cfg` is a `CocoaOptions` + `LoadedDynamicsSizes` config: the dynamics come from
@@ -254,7 +266,7 @@ def load_anchor_dynamics(cfg: Any, task: TaskInfo) -> Optional[EnsembleDynamics]
 
 
 def run_dynamics_training(
-    cfg: Any,
+    cfg: CommonConfig,
     *,
     algo: str,
     direction: str = "forward",

@@ -18,11 +18,14 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from offlinerlkit.utils.cli import config_from_dict
 from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params
+
+if TYPE_CHECKING:  # types.py imports torch; this module must stay light
+    from offlinerlkit.types import DataclassInstance
 
 __all__ = ["RESUME_EXTENDABLE", "RESUME_FREE", "RunLock", "RunLockError", "changed_fields",
            "resumed_config"]
@@ -36,7 +39,7 @@ RESUME_FREE = ("resume", "device", "threads", "progress", "log_dir")
 RESUME_EXTENDABLE = ("epoch",)
 
 
-def changed_fields(config: Any) -> dict[str, Any]:
+def changed_fields(config: DataclassInstance) -> dict[str, Any]:
     """The fields of a config dataclass whose values differ from the class defaults."""
     changed = {}
     for f in dataclasses.fields(config):
