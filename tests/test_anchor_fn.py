@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from policy_helpers import make_tiny_dynamics
 
 from offlinerlkit.anchor import (
     AnchorSeeker,
@@ -11,7 +12,7 @@ from offlinerlkit.anchor import (
     closest_delta_anchor_fn,
     rollout_anchor_fn,
 )
-from offlinerlkit.dynamics import EnsembleDynamics, GaussianEnsemble
+from offlinerlkit.dynamics import EnsembleDynamics
 from offlinerlkit.modules.encoder import AnchorDeltaEncoder
 from offlinerlkit.policy.anchors import Anchors
 
@@ -20,10 +21,7 @@ S, A = 3, 2
 
 def _dynamics(direction: str = "forward", seed: int = 0) -> EnsembleDynamics:
     torch.manual_seed(seed)
-    model = GaussianEnsemble(S + A, S + int(direction == "forward"), (8,), num_members=3,
-                             num_elites=2).eval()
-    model.set_elites([2, 0])
-    return EnsembleDynamics(model, direction=direction)
+    return make_tiny_dynamics(S, A, direction=direction, elites=[2, 0], eval_mode=True)
 
 
 def _seeker(seed: int = 1) -> AnchorSeeker:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from policy_helpers import make_tiny_dynamics
 
 from offlinerlkit.anchor import (
     AnchorSeeker,
@@ -21,7 +22,7 @@ from offlinerlkit.anchor import (
     save_imagination,
     save_seeker,
 )
-from offlinerlkit.dynamics import EnsembleDynamics, GaussianEnsemble, fit_ensemble
+from offlinerlkit.dynamics import EnsembleDynamics, fit_ensemble
 
 S = A = 3
 N = 1000
@@ -38,9 +39,7 @@ def _dataset() -> dict[str, torch.Tensor]:
 
 def _trained(direction: str, data: dict[str, torch.Tensor]) -> EnsembleDynamics:
     torch.manual_seed(0)
-    model = GaussianEnsemble(S + A, S + int(direction == "forward"), (32, 32), num_members=3,
-                             num_elites=2)
-    dynamics = EnsembleDynamics(model, direction=direction)
+    dynamics = make_tiny_dynamics(S, A, direction=direction, hidden=(32, 32))
     x, y = dynamics.training_pairs(data["obs"], data["action"], data["next_obs"], data["reward"])
     fit_ensemble(dynamics, x, y, max_epochs=60, progress=False,
                  generator=torch.Generator().manual_seed(1))

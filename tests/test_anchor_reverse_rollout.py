@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from policy_helpers import make_tiny_dynamics
 
 from offlinerlkit.anchor import (
     ImaginationFileError,
@@ -17,7 +18,7 @@ from offlinerlkit.anchor import (
     save_imagination,
 )
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
-from offlinerlkit.dynamics import EnsembleDynamics, GaussianEnsemble
+from offlinerlkit.dynamics import EnsembleDynamics
 
 S, A = 3, 2
 # well-separated dataset actions: every chain's direction can be identified from its actions
@@ -41,8 +42,7 @@ class LinearReverseStub:
 
 def _reverse_model(seed: int = 0) -> EnsembleDynamics:
     torch.manual_seed(seed)
-    model = GaussianEnsemble(S + A, S, (8,), num_members=3, num_elites=2).eval()
-    return EnsembleDynamics(model, direction="reverse")
+    return make_tiny_dynamics(S, A, direction="reverse", eval_mode=True)
 
 
 def _starts(n: int, seed: int = 0) -> torch.Tensor:
@@ -147,8 +147,7 @@ def test_ring_capacity_matches_a_literal_ring_buffer(capacity, caplog):
 def test_input_validation():
     with pytest.raises(ValueError, match="reverse dynamics"):
         torch.manual_seed(0)
-        forward = EnsembleDynamics(GaussianEnsemble(S + A, S + 1, (8,), num_members=3, num_elites=2),
-                                   direction="forward")
+        forward = make_tiny_dynamics(S, A)
         _roll(forward, 4)
     with pytest.raises(ValueError, match="start_obs"):
         divergent_reverse_rollouts(_reverse_model(), torch.zeros(4, S + 1), ACTIONS, scale_coef=0.8,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from policy_helpers import make_tiny_dynamics
 
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
@@ -35,11 +36,9 @@ def _linear_data(n: int, seed: int) -> dict[str, torch.Tensor]:
 
 def _dynamics(direction: str, hidden=(32, 32), members: int = 4, elites: int = 2, seed: int = 0):
     torch.manual_seed(seed)
-    out_dim = S + 1 if direction == "forward" else S
     decays = [2.5e-5 * (i + 1) for i in range(len(hidden) + 1)]
-    model = GaussianEnsemble(S + A, out_dim, hidden, num_members=members, num_elites=elites,
-                             weight_decays=decays)
-    return EnsembleDynamics(model, direction=direction)
+    return make_tiny_dynamics(S, A, direction=direction, hidden=hidden, num_members=members,
+                              num_elites=elites, weight_decays=decays)
 
 
 def _fit(dynamics: EnsembleDynamics, data, seed: int = 0, **kwargs) -> FitResult:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from policy_helpers import make_tiny_dynamics
 
-from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.dynamics.fit import fit_ensemble
 from offlinerlkit.dynamics.io import DynamicsFileError, load_dynamics, save_dynamics
@@ -28,11 +28,10 @@ def _one_thread():
 
 def _dynamics(direction: str = "forward", seed: int = 0) -> EnsembleDynamics:
     torch.manual_seed(seed)
-    model = GaussianEnsemble(S + A, S + int(direction == "forward"), (8, 8), num_members=3, num_elites=2,
-                             weight_decays=(1e-4, 2e-4, 3e-4))
-    model.set_elites([2, 0])
-    model.set_scaler(torch.linspace(-1, 1, S + A), torch.linspace(0.5, 2, S + A))
-    return EnsembleDynamics(model, direction=direction)
+    dynamics = make_tiny_dynamics(S, A, direction=direction, hidden=(8, 8), elites=[2, 0],
+                                  weight_decays=(1e-4, 2e-4, 3e-4))
+    dynamics.model.set_scaler(torch.linspace(-1, 1, S + A), torch.linspace(0.5, 2, S + A))
+    return dynamics
 
 
 def _batch(n: int = 16):

@@ -61,3 +61,15 @@ def test_no_args_parameter_in_the_library() -> None:
     offenders = [f"{path.relative_to(PACKAGE)}:{name}" for path in sorted(PACKAGE.rglob("*.py"))
                  for name in untyped_config_parameters(path.read_text())]
     assert not offenders, offenders
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared fixtures live in `policy_helpers.py` / `script_helpers.py`, not in test modules."""
+    offenders = []
+    for path in sorted(PACKAGE.parent.joinpath("tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[-1].startswith("test_")]
+    assert not offenders, offenders

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from policy_helpers import ACTION_DIM, OBS_DIM, make_tiny_sac_parts
+from policy_helpers import ACTION_DIM, OBS_DIM, make_tiny_dynamics, make_tiny_sac_parts
 
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
-from offlinerlkit.dynamics.ensemble import GaussianEnsemble
-from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.policy.mopo import MOPOPolicy
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.utils.cli import parse_config
@@ -31,9 +29,9 @@ def _trainer(tmp_path: Path, rollout_batch_size: int) -> MBPolicyTrainer:
         "observations": obs.numpy(), "actions": (torch.rand(n, ACTION_DIM, generator=g) * 2 - 1).numpy(),
         "next_observations": obs.numpy(), "rewards": torch.randn(n, generator=g).numpy(),
         "terminals": torch.zeros(n).numpy()})
-    model = GaussianEnsemble(OBS_DIM + ACTION_DIM, OBS_DIM + 1, (8,), num_members=3, num_elites=2)
+    dynamics = make_tiny_dynamics()
     policy = MOPOPolicy(*make_tiny_sac_parts(cocoa=False))
-    return MBPolicyTrainer(policy, dynamics=EnsembleDynamics(model, direction="forward"),
+    return MBPolicyTrainer(policy, dynamics=dynamics,
                            rollout_batch_size=rollout_batch_size, rollout_length=2,
                            buffer=buffer, logger=NoOpLogger(), run_dir=RunDir(tmp_path), env=None,
                            task=None, epochs=1, step_per_epoch=1, batch_size=8, eval_episodes=0,

@@ -40,7 +40,7 @@ import run_iql  # noqa: E402
 import run_mobile  # noqa: E402
 import run_mopo  # noqa: E402
 import run_pipeline  # noqa: E402
-from test_pipeline import TINY  # noqa: E402
+from script_helpers import TINY  # noqa: E402
 
 HOPPER = "test/hopper/collected-v0"  # Hopper-v5, with its own reference returns
 WALKER = "test/walker2d/collected-v0"  # Walker2d-v4, without reference returns

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from policy_helpers import make_tiny_dynamics
 
-from offlinerlkit.dynamics.ensemble import GaussianEnsemble
-from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.dynamics.io import save_dynamics
 from offlinerlkit.utils.cli import build_parser, parse_config
 from offlinerlkit.utils.experiment import load_anchor_dynamics
@@ -87,9 +86,8 @@ def test_every_flag_the_original_reads_is_accepted(script: object) -> None:
 
 def _tiny_dynamics(folder: Path) -> Path:
     spec = parse_task(TASK)
-    model = GaussianEnsemble(spec.obs_dim + spec.action_dim, spec.obs_dim + 1, (16, 16),
-                             num_members=3, num_elites=2)
-    save_dynamics(folder, EnsembleDynamics(model, direction="forward"), metadata={"task": TASK})
+    save_dynamics(folder, make_tiny_dynamics(spec.obs_dim, spec.action_dim, hidden=(16, 16)),
+                  metadata={"task": TASK})
     return folder
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from script_helpers import TINY
 from sim_data import write_task_file
 
 from offlinerlkit.pipeline import (
@@ -23,13 +24,6 @@ import run_mopo  # noqa: E402
 import run_pipeline  # noqa: E402
 
 TASK = "hopper-medium-replay-v2"
-TINY_POLICY = ["--epoch", "1", "--step_per_epoch", "2", "--batch_size", "16", "--eval_episodes", "1",
-               "--hidden_dims", "16", "16", "--tr_hidden_dims", "8", "8", "--embedding_dim", "2"]
-TINY_MODELS = ["--dynamics_hidden_dims", "16", "16", "--dynamics_weight_decay", "0", "0", "0",
-               "--num_ensemble", "3", "--num_elites", "2", "--dynamics_max_epochs", "2"]
-TINY_SEEKER = ["--seeker.rollout_length", "3", "--seeker.asp_epoch", "2",
-               "--seeker.anchor_seeker_hidden_dims", "16", "16"]
-TINY = TINY_POLICY + TINY_MODELS + TINY_SEEKER
 
 
 @pytest.fixture(scope="module")

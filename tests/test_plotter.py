@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from script_helpers import run_script_without
-from test_table import fake_run
+from script_helpers import fake_run, run_script_without
 
 from offlinerlkit.pipeline import (
     aggregate_curves,

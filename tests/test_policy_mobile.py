@@ -18,6 +18,7 @@ from policy_helpers import (
     assert_params_close,
     assert_polyak,
     assert_unchanged,
+    make_tiny_dynamics,
     make_tiny_sac_parts,
     per_call_anchor,
     scaled_anchor_fn,
@@ -27,7 +28,6 @@ from policy_helpers import (
 )
 from torch import Tensor, nn
 
-from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.modules.actor import TanhGaussianActor
 from offlinerlkit.modules.encoder import IdentityEncoder
@@ -47,9 +47,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def make_dynamics() -> EnsembleDynamics:
-    model = GaussianEnsemble(OBS_DIM + ACTION_DIM, OBS_DIM + 1, (8,), num_members=3,
-                             num_elites=NUM_ELITES)
-    return EnsembleDynamics(model, direction="forward")
+    return make_tiny_dynamics(num_elites=NUM_ELITES)
 
 
 def make_mobile(cocoa: bool, dynamics: Optional[EnsembleDynamics] = None, *, num_critics: int = 2,

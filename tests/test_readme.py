@@ -21,8 +21,8 @@ from typing import Optional
 
 import pytest
 from readme_commands import readme_lines
+from script_helpers import TINY
 from sim_data import write_task_file
-from test_pipeline import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--epoch", "1", "--step_per_epoch", "2", "--eval_episodes", "1", "--batch_size", "16"]

@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from script_helpers import run_script_without
+from script_helpers import TINY, run_script_without
 from sim_data import write_task_file
-from test_pipeline import TINY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_example"))
 import sweep  # noqa: E402

@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 import pytest
+from script_helpers import D4RL_SOURCE, REPLICA_SOURCE, fake_run
 
 from offlinerlkit.pipeline import build_table, find_policy_runs, format_markdown, write_csv
 from offlinerlkit.pipeline.results import data_kind, read_progress
@@ -17,43 +18,6 @@ from offlinerlkit.reference import PAPER_TASKS, paper_cells
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_example"))
 import make_table  # noqa: E402
-
-D4RL_SOURCE = "/data/d4rl/hopper_medium-v2.hdf5 ($D4RL_DATASET_DIR)"
-REPLICA_SOURCE = "cocoa-rl replica (locally made, not D4RL): /data/r/hopper_medium-v2.hdf5 (x)"
-#: an algorithm-specific config key, as each script writes it
-SIGNATURE = {"cql": {"cql_weight": 5.0}, "iql": {"expectile": 0.7},
-             "mopo": {"uncertainty_mode": "aleatoric"}, "mobile": {"num_q_ensemble": 2}}
-
-
-def fake_run(root: Path, task: str, algo: str, variant: str, seed: int, scores: list[float], *,
-             source: str = D4RL_SOURCE, stamp: str = "20240101-000000", finished: bool = True,
-             step: int = 1000, repeat_last: int = 0) -> Path:
-    """A policy run folder as the scripts write it: hyper_param.json and the progress CSV.
-
-    `eval/last_10_performance` is the mean of the last 10 scores, as the trainer logs it;
-    `repeat_last` appends that many trailing rows again (a resumed run's duplicate epochs).
-    """
-    folder = f"{algo}_cocoa" if variant == "cocoa" else algo
-    run = root / task.replace(":", "-") / folder / f"seed_{seed}_{stamp}"
-    (run / "record").mkdir(parents=True)
-    (run / "model").mkdir()
-    cocoa = {"cocoa": True, "anchor_mode": "rollout"} if variant == "cocoa" else {"cocoa": False}
-    record = {"config": {"task": task, "seed": seed, "epoch": len(scores), **SIGNATURE[algo]},
-              "dataset_source": source, "cocoa": cocoa}
-    (run / "record" / "hyper_param.json").write_text(json.dumps(record))
-    rows = []
-    for i, score in enumerate(scores):
-        last = scores[max(0, i - 9):i + 1]
-        rows.append({"timestep": (i + 1) * step, "eval/normalized_episode_reward": score,
-                     "eval/last_10_performance": float(np.mean(last)), "loss/actor": 1.0})
-    rows += rows[len(rows) - repeat_last:] if repeat_last else []
-    with open(run / "record" / "policy_training_progress.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    if finished:
-        (run / "model" / "policy.pth").write_bytes(b"")
-    return run
 
 
 def constant(final: float, n: int = 12) -> list[float]:
