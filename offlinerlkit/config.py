@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Optional
 
-from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.fields import opt
 
 
 def _chain_post_init(cls: type, obj: object) -> None:

@@ -34,8 +34,7 @@ from offlinerlkit.datasets.replica import replica_file_name
 from offlinerlkit.pipeline import find_policy_runs
 from offlinerlkit.pipeline.results import PolicyRun
 from offlinerlkit.replica.from_policies import SHIPPED, shipped_robots
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.cli import opt, run_main
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ seeker (`model/anchor_seeker_pretrain.pth`). The forward dynamics are not used h
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +33,9 @@ from offlinerlkit.config import CommonConfig, DynamicsOptions, check_ranges
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
-from offlinerlkit.utils.experiment import open_run, prepare_run, restart_stage
+from offlinerlkit.run import open_run, prepare_run, restart_stage
+from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
-from offlinerlkit.utils.run_record import software_versions
 
 #: `--load_*_path dummy` in the original's README means "no path".
 NO_PATH = ("", "dummy", "none", "None")
@@ -105,7 +102,9 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
     """Run stage B; returns the run directory (seeker in `model/`, rollouts in `result/`)."""
     if cfg.resume:
         cfg = resumed_config(cfg)
-    device, task, dataset, source, spec, notes = prepare_run(cfg, dataset)
+    inputs = prepare_run(cfg, dataset)
+    device, task, dataset, source, spec = (inputs.device, inputs.task, inputs.dataset,
+                                           inputs.source, inputs.spec)
     scale = ANCHOR_SEEKER_ALL.values["scale_coef"] if cfg.scale_coef is None else cfg.scale_coef
     noise = ANCHOR_SEEKER_ALL.values["noise_coef"] if cfg.noise_coef is None else cfg.noise_coef
     layernorm = cfg.seeker_layernorm if cfg.asp_layernorm is None else cfg.asp_layernorm
@@ -114,13 +113,11 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
     run_dir, logger = open_run(
         cfg, algo="reverse",
         tags={"action_mode": cfg.action_mode, "scale_coef": scale, "noise_coef": noise},
-        extra_record={"stage": "anchor seeker", "env_spec": dataclasses.asdict(spec),
-                      "dataset_source": source, "num_transitions": len(dataset["observations"]),
+        extra_record={"stage": "anchor seeker", **inputs.record(),
                       "resolved": {"scale_coef": scale, "noise_coef": noise,
                                    "seeker_layernorm": layernorm,
-                                   "imagination_capacity": capacity},
-                      "device": str(device), "versions": software_versions()},
-        warnings=notes)
+                                   "imagination_capacity": capacity}},
+        warnings=inputs.warnings)
     with logger:
         if cfg.resume and not restart_stage(run_dir, logger, final=run_dir.model / SEEKER_FILE,
                                             phases=["reverse_dynamics", "anchor_seeker"]):

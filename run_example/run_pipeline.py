@@ -52,8 +52,7 @@ from offlinerlkit.pipeline import (
 )
 from offlinerlkit.pipeline.runner import ALGOS
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
-from offlinerlkit.utils.cli import build_parser, opt, parse_config
-from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.cli import build_parser, opt, parse_config, run_main
 
 
 def _policy_script(name: str) -> tuple[Any, type]:

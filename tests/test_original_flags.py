@@ -15,8 +15,8 @@ import pytest
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.dynamics.io import save_dynamics
+from offlinerlkit.run import load_anchor_dynamics
 from offlinerlkit.utils.cli import build_parser, parse_config
-from offlinerlkit.utils.experiment import load_anchor_dynamics
 from offlinerlkit.utils.tasks import parse_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_example"))
