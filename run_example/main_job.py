@@ -56,7 +56,7 @@ class MainJobConfig:
     step_per_epoch: int = opt(200, "gradient steps per epoch")
     eval_episodes: int = opt(5, "evaluation episodes per epoch")
     dynamics_max_epochs: int = opt(15, "cap on dynamics training epochs (forward and reverse)")
-    asp_epoch: int = opt(10, "anchor seeker pretraining epochs (at most)")
+    seeker_epochs: int = opt(10, "anchor seeker pretraining epochs (at most)", "--asp_epoch")
     device: str = opt("auto", "torch device")
     threads: int = opt(2, "torch CPU threads")
     progress: bool = opt(True, "show progress bars")
@@ -139,7 +139,7 @@ def main(cfg: MainJobConfig) -> Path:
                 "--step_per_epoch", str(cfg.step_per_epoch),
                 "--eval_episodes", str(cfg.eval_episodes),
                 "--dynamics_max_epochs", str(cfg.dynamics_max_epochs),
-                "--seeker.asp_epoch", str(cfg.asp_epoch)])
+                "--seeker.seeker_epochs", str(cfg.seeker_epochs)])
     runs = [r for r in find_policy_runs([log]) if r.task == task
             and r.algo in (*cfg.algos, *baselines) and r.target_epochs == cfg.epoch]
     latest: dict[tuple[str, str], PolicyRun] = {}

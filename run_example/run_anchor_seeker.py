@@ -70,13 +70,16 @@ class AnchorSeekerConfig(CommonConfig, DynamicsOptions):
     load_imagination_path: Optional[str] = opt(
         None, "an existing reverse_imagination.pkl to train the seeker on (skips the rollouts)")
     anchor_seeker_hidden_dims: tuple[int, ...] = opt((100, 100), "seeker hidden sizes", "-ashd")
-    seeker_layernorm: bool = opt(True, "LayerNorm in the seeker's hidden blocks")
-    asp_layernorm: Optional[bool] = opt(
-        None, "the original's name for --seeker_layernorm (a bare flag here means True; the "
-        "original's bare flag meant False)", "-aln")
-    asp_epoch: int = opt(50, "seeker pretraining epochs (at most)", "-aspe")
-    asp_lr: float = opt(1e-3, "seeker learning rate", "-asplr")
-    asp_batch_size: int = opt(256, "seeker minibatch size", "-bbs")
+    seeker_layernorm: bool = opt(
+        True, "LayerNorm in the seeker's hidden blocks (--asp_layernorm: the original's name; a "
+        "bare flag here means True, the original's bare flag meant False)", "--asp_layernorm",
+        "-aln", saved_as=("asp_layernorm",))
+    seeker_epochs: int = opt(50, "seeker pretraining epochs (at most)", "--asp_epoch", "-aspe",
+                             saved_as=("asp_epoch",))
+    seeker_lr: float = opt(1e-3, "seeker learning rate", "--asp_lr", "-asplr",
+                           saved_as=("asp_lr",))
+    seeker_batch_size: int = opt(256, "seeker minibatch size", "--asp_batch_size", "-bbs",
+                                 saved_as=("asp_batch_size",))
     seeker_training: Literal["original", "improved"] = opt(
         "original", "original: sequential batches and the original's early stop (faithful); "
         "improved: shuffled batches, a held-out split, stop on no improvement")
@@ -89,8 +92,9 @@ class AnchorSeekerConfig(CommonConfig, DynamicsOptions):
             raise ValueError("--reverse_policy_mode cvae is not supported: the original's CVAE "
                              "reverse policy never worked (spec 12.41); use divergent")
         check_ranges(self, count=("rollout_length", "rollout_epoch", "rollout_batch_size",
-                                  "batch_size", "rollout_chunk", "asp_epoch", "asp_batch_size"),
-                     positive=("asp_lr",), non_negative=("scale_coef", "noise_coef"),
+                                  "batch_size", "rollout_chunk", "seeker_epochs",
+                                  "seeker_batch_size"),
+                     positive=("seeker_lr",), non_negative=("scale_coef", "noise_coef"),
                      sizes=("anchor_seeker_hidden_dims",))
 
 
@@ -107,7 +111,7 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
                                            inputs.source, inputs.spec)
     scale = ANCHOR_SEEKER_ALL.values["scale_coef"] if cfg.scale_coef is None else cfg.scale_coef
     noise = ANCHOR_SEEKER_ALL.values["noise_coef"] if cfg.noise_coef is None else cfg.noise_coef
-    layernorm = cfg.seeker_layernorm if cfg.asp_layernorm is None else cfg.asp_layernorm
+    layernorm = cfg.seeker_layernorm
     capacity = (cfg.rollout_batch_size * cfg.rollout_length * cfg.rollout_epoch
                 if cfg.imagination_buffer == "ring" else None)
     run_dir, logger = open_run(
@@ -160,7 +164,8 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
             logger.dump(epoch, phase="anchor_seeker")
 
         pretrain_seeker(seeker, imagination["observations"], imagination["actions"],
-                        epochs=cfg.asp_epoch, lr=cfg.asp_lr, batch_size=cfg.asp_batch_size,
+                        epochs=cfg.seeker_epochs, lr=cfg.seeker_lr,
+                        batch_size=cfg.seeker_batch_size,
                         mode=cfg.seeker_training, progress=cfg.progress, on_epoch=on_epoch)
         path = save_seeker(run_dir.model, seeker, metadata={
             "task": task.name, "dataset_source": source, "scale_coef": scale,

@@ -53,7 +53,8 @@ class MOBILEConfig(RunConfig, SACOptions, ModelRolloutOptions, CocoaOptions, Dyn
     num_samples: int = opt(10, "next-state samples per elite for the Bellman-inconsistency penalty")
     num_q_ensemble: int = opt(2, "number of critics", "-nqe")
     max_q_backup: bool = opt(False, "max over 10 sampled next actions in the target", "-mqb")
-    norm_reward: bool = opt(False, "z-score the dataset rewards", "-nr")
+    zscore_rewards: bool = opt(False, "z-score the dataset rewards", "--norm_reward", "-nr",
+                               saved_as=("norm_reward",))
     lr_scheduler: bool = opt(True, "cosine decay of the actor learning rate over the epochs")
 
     def __post_init__(self) -> None:
@@ -82,7 +83,7 @@ def main(cfg: MOBILEConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = Non
     dynamics = load_dynamics(
         cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim, action_dim=task.action_dim,
         device=resolve_device(cfg.device), termination_fn=get_termination_fn(task))
-    inputs = prepare_run(cfg, dataset, transform=zscore_rewards if cfg.norm_reward else None)
+    inputs = prepare_run(cfg, dataset, transform=zscore_rewards if cfg.zscore_rewards else None)
     env = env if env is not None else make_env(task, seed=cfg.seed)
     spec, device = inputs.spec, inputs.device
     setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=task.name, spec=spec,

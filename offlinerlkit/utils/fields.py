@@ -71,8 +71,9 @@ def upgrade_saved(config_cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """A saved configuration with the former field names of `config_cls` replaced by today's.
 
     For each field declared with `opt(..., saved_as=(old, ...))`, a saved `old` key is removed;
-    its value, when not None, becomes the field's value (a None meant "not given": the field's
-    own saved value, or its default, stands). Other keys pass through unchanged.
+    its value, when not None, becomes the field's value. A None meant "not given": the field's
+    own saved value stands, or, when the record has none, the field's default. Other keys pass
+    through unchanged.
     """
     upgraded = dict(data)
     for f in dataclasses.fields(config_cls):
@@ -81,6 +82,8 @@ def upgrade_saved(config_cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
                 value = upgraded.pop(old)
                 if value is not None:
                     upgraded[f.name] = value
+                elif f.name not in upgraded and field_default(f) is not dataclasses.MISSING:
+                    upgraded[f.name] = field_default(f)
     return upgraded
 
 
