@@ -16,7 +16,6 @@ from typing import Any, Literal, Optional
 import numpy as np
 
 from offlinerlkit.algorithms import algorithm
-from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import (
     CocoaOptions,
     LoadedDynamicsSizes,
@@ -28,7 +27,13 @@ from offlinerlkit.envs import make_env
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.cql import CQLPolicy
 from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
-from offlinerlkit.run import load_anchor_dynamics, open_policy_run, prepare_run, train_policy
+from offlinerlkit.run import (
+    anchor_setup,
+    load_anchor_dynamics,
+    open_policy_run,
+    prepare_run,
+    train_policy,
+)
 from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
@@ -70,9 +75,7 @@ def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     inputs = prepare_run(cfg, dataset)
     env = env if env is not None else make_env(inputs.task, seed=cfg.seed)
     spec, device = inputs.spec, inputs.device
-    setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=inputs.task.name, spec=spec,
-                               dynamics=dynamics, dataset_obs=inputs.dataset["observations"],
-                               device=device)
+    setup = anchor_setup(cfg, inputs, sizes=ALGO.cocoa_sizes, dynamics=dynamics)
     hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256, 256)
     actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
     critics = build_critics(spec, hidden, setup.critic_encoder, num_members=2,

@@ -18,7 +18,6 @@ import numpy as np
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from offlinerlkit.algorithms import algorithm
-from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig, check_ranges
 from offlinerlkit.datasets.transforms import normalize_rewards_by_return_range
 from offlinerlkit.envs import make_env
@@ -26,7 +25,13 @@ from offlinerlkit.modules.build import build_critics, build_gaussian_actor
 from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
-from offlinerlkit.run import load_anchor_dynamics, open_policy_run, prepare_run, train_policy
+from offlinerlkit.run import (
+    anchor_setup,
+    load_anchor_dynamics,
+    open_policy_run,
+    prepare_run,
+    train_policy,
+)
 from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
@@ -74,9 +79,7 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     inputs = prepare_run(cfg, dataset, transform=normalize_rewards_by_return_range)
     env = env if env is not None else make_env(inputs.task, seed=cfg.seed)
     spec, device = inputs.spec, inputs.device
-    setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=inputs.task.name, spec=spec,
-                               dynamics=dynamics, dataset_obs=inputs.dataset["observations"],
-                               device=device)
+    setup = anchor_setup(cfg, inputs, sizes=ALGO.cocoa_sizes, dynamics=dynamics)
     hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
     actor = build_gaussian_actor(spec, hidden, setup.actor_encoder,
                                  dropout_rate=cfg.dropout_rate, layernorm=cfg.layernorm)

@@ -19,7 +19,6 @@ import numpy as np
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from offlinerlkit.algorithms import algorithm
-from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import (
     CocoaOptions,
     DynamicsOptions,
@@ -36,7 +35,13 @@ from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.mobile import MOBILEPolicy
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.presets import resolve
-from offlinerlkit.run import open_policy_run, prepare_run, run_dynamics_training, train_policy
+from offlinerlkit.run import (
+    anchor_setup,
+    open_policy_run,
+    prepare_run,
+    run_dynamics_training,
+    train_policy,
+)
 from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.device import resolve_device
 from offlinerlkit.utils.resume import resumed_config
@@ -86,9 +91,7 @@ def main(cfg: MOBILEConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = Non
     inputs = prepare_run(cfg, dataset, transform=zscore_rewards if cfg.zscore_rewards else None)
     env = env if env is not None else make_env(task, seed=cfg.seed)
     spec, device = inputs.spec, inputs.device
-    setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=task.name, spec=spec,
-                               dynamics=dynamics, dataset_obs=inputs.dataset["observations"],
-                               device=device)
+    setup = anchor_setup(cfg, inputs, sizes=ALGO.cocoa_sizes, dynamics=dynamics)
     hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
     actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
     critics = build_critics(spec, hidden, setup.critic_encoder, num_members=cfg.num_q_ensemble,

@@ -19,14 +19,19 @@ from typing import Any, Optional
 import numpy as np
 
 from offlinerlkit.algorithms import algorithm
-from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig
 from offlinerlkit.envs import make_env
 from offlinerlkit.modules.build import build_critics, build_encoder
 from offlinerlkit.nets.optim import adam
 from offlinerlkit.policy.td3bc import StateNormalizer, TD3BCActor, TD3BCPolicy
 from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
-from offlinerlkit.run import load_anchor_dynamics, open_policy_run, prepare_run, train_policy
+from offlinerlkit.run import (
+    anchor_setup,
+    load_anchor_dynamics,
+    open_policy_run,
+    prepare_run,
+    train_policy,
+)
 from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
@@ -62,8 +67,7 @@ def main(cfg: TD3BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None
     inputs = prepare_run(cfg, dataset)
     env = env if env is not None else make_env(inputs.task, seed=cfg.seed)
     spec, device, data = inputs.spec, inputs.device, inputs.dataset
-    setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=inputs.task.name, spec=spec,
-                               dynamics=dynamics, dataset_obs=data["observations"], device=device)
+    setup = anchor_setup(cfg, inputs, sizes=ALGO.cocoa_sizes, dynamics=dynamics)
     hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
     actor = TD3BCActor(build_encoder(spec.obs_dim, 0, setup.actor_encoder), hidden,
                        spec.action_dim, max_action=spec.max_action)

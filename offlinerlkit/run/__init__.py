@@ -10,11 +10,12 @@ model the script could build.
 from offlinerlkit.run.dynamics_run import run_dynamics_training
 from offlinerlkit.run.policy_run import (
     RunContext,
+    anchor_setup,
     load_anchor_dynamics,
     open_policy_run,
     train_policy,
 )
 from offlinerlkit.run.setup import RunInputs, load_task_data, open_run, prepare_run, restart_stage
 
-__all__ = ["RunContext", "RunInputs", "load_anchor_dynamics", "load_task_data", "open_policy_run",
+__all__ = ["RunContext", "RunInputs", "anchor_setup", "load_anchor_dynamics", "load_task_data", "open_policy_run",
            "open_run", "prepare_run", "restart_stage", "run_dynamics_training", "train_policy"]

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
+from offlinerlkit.anchor.build import AnchorSetup, build_anchor_setup
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
-from offlinerlkit.config import RunConfig
+from offlinerlkit.config import CocoaOptions, CocoaSizes, RunConfig
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.run.setup import RunInputs, open_run
 from offlinerlkit.utils.device import resolve_device
@@ -29,7 +30,8 @@ from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.speed import apply_speed_options, step_context
 from offlinerlkit.utils.tasks import TaskInfo
 
-__all__ = ["RunContext", "load_anchor_dynamics", "open_policy_run", "train_policy"]
+__all__ = ["RunContext", "anchor_setup", "load_anchor_dynamics", "open_policy_run",
+           "train_policy"]
 
 
 class Trainer(Protocol):
@@ -76,6 +78,22 @@ class RunContext:
                 "keep_checkpoints": cfg.keep_checkpoints, "progress": cfg.progress,
                 "step_context": lambda: step_context(cfg, device),
                 "anchor_cache": bool(getattr(cfg, "anchor_cache", True))}
+
+
+def anchor_setup(cfg: CocoaOptions, inputs: RunInputs, *, sizes: Optional[CocoaSizes],
+                 dynamics: Optional[EnsembleDynamics]) -> AnchorSetup:
+    """COCOA's anchor functions and encoder options for this run (`build_anchor_setup` on the
+    run's task, spec, dataset states and device); plain encoders when COCOA is off.
+
+    Args:
+        cfg: the script's COCOA options.
+        inputs: from `prepare_run`.
+        sizes: the algorithm's COCOA default sizes (its registry entry's `cocoa_sizes`).
+        dynamics: the forward dynamics of the rollout anchors (None without them).
+    """
+    return build_anchor_setup(cfg, sizes=sizes, task=inputs.task.name, spec=inputs.spec,
+                              dynamics=dynamics, dataset_obs=inputs.dataset["observations"],
+                              device=inputs.device)
 
 
 def open_policy_run(cfg: RunConfig, inputs: RunInputs, policy: Any, *, algo: str,
