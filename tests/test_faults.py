@@ -416,7 +416,7 @@ BAD_VALUES = [
     ("run_dynamics", ["--holdout_ratio", "0"], "--holdout_ratio must be in (0, 1), got 0.0"),
     ("run_dynamics", ["--dynamics_weight_decay", "-1", "0", "0", "0", "0"],
      "--dynamics_weight_decay values must be at least 0"),
-    ("run_anchor_seeker", ["--asp_epoch", "0"], "--asp_epoch must be at least 1, got 0"),
+    ("run_anchor_seeker", ["--asp_epoch", "0"], "--seeker_epochs must be at least 1, got 0"),
     ("run_anchor_seeker", ["--noise_coef", "-0.1"], "--noise_coef must be at least 0, got -0.1"),
     ("make_dataset", ["--robot", "hopper", "--eval_episodes", "0"],
      "--eval_episodes must be at least 1, got 0"),

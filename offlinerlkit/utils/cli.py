@@ -5,7 +5,10 @@ original scripts' other spellings (short forms such as `-ldp`, or older names su
 `--n_ensemble`), so commands written for the paper's code keep working. Booleans accept the
 original's forms: a bare `--flag` means True, `--flag True/False/1/0/yes/no` sets the value.
 
-Only the run scripts call `parse_config`; library code takes typed arguments.
+Every run script ends with `run_main(main, ConfigClass)`: it parses the command line into the
+config and ends on an error as `utils.errors` says. Only the run scripts call `parse_config` and
+`run_main`; library code takes typed arguments and never imports this module (the fields'
+metadata lives in `utils.fields`).
 """
 from __future__ import annotations
 
