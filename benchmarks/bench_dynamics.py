@@ -29,7 +29,7 @@ from workloads import dynamics_train_its, new_ensemble, synthetic_transitions
 
 from offlinerlkit.dynamics import EnsembleDynamics, fit_ensemble
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.experiment import configure_threads
+from offlinerlkit.utils.device import configure_threads
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 from workloads import ALGOS, build, make_batch
 
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.experiment import configure_threads
+from offlinerlkit.utils.device import configure_threads
 
 #: Operator-name fragments of each group (first match wins).
 GROUPS = (

@@ -78,7 +78,7 @@ from offlinerlkit.envs import make_env
 from offlinerlkit.policy.anchors import CountingAnchorFn
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.types import Batch, EnvSpec
-from offlinerlkit.utils.experiment import configure_threads, resolve_device
+from offlinerlkit.utils.device import configure_threads, resolve_device
 from offlinerlkit.utils.logger import NoOpLogger
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.speed import apply_speed_options, step_context
@@ -503,7 +503,7 @@ def memory_child(rows: int, obs_dim: int, action_dim: int, device: torch.device)
     _reset_peak_rss()  # so the peak below is that of the loading, not of the imports
     before = _rss_bytes()
     dataset = random_transitions(rows, obs_dim, action_dim, seed=0)
-    buffer = ReplayBuffer.from_transitions(dataset, device=device)  # as run_policy_training
+    buffer = ReplayBuffer.from_transitions(dataset, device=device)  # as open_policy_run
     sync(device)
     result = {"rows": len(buffer), "rss_before": before, "peak_rss": _peak_rss_bytes(),
               "dataset_bytes": sum(int(v.nbytes) for v in dataset.values()),

@@ -54,7 +54,7 @@ __all__ = ["ALGOS", "COCOA_DEFAULT", "COCOA_SIZES", "NUM_ELITES", "NUM_MEMBERS",
 
 #: The algorithms `build` knows, in table order.
 ALGOS = ("bc", "cql", "iql", "mopo", "mobile")
-#: COCOA network sizes per algorithm: (tr_hidden_dims, embedding_dim D, backbone hidden dims),
+#: COCOA network sizes per algorithm: (fg_hidden_dims, embedding_dim D, backbone hidden dims),
 #: from the algorithm registry.
 COCOA_SIZES: dict[str, tuple[tuple[int, ...], int, tuple[int, ...]]] = {
     a.name: tuple(a.cocoa_sizes) for a in ALGORITHMS.values()  # type: ignore[misc]
@@ -177,7 +177,7 @@ def build(algo: str, cocoa: bool, spec: EnvSpec, device: torch.device
     dynamics = new_ensemble(spec, "forward", device) if (cocoa or algo == "mobile") else None
     anchor = make_anchor_fn(spec, dynamics, device) if cocoa and dynamics is not None else None
     tr, embed, cocoa_hidden = COCOA_SIZES.get(algo, COCOA_DEFAULT)
-    enc = EncoderOptions(cocoa=cocoa, tr_hidden_dims=tr, embedding_dim=embed)
+    enc = EncoderOptions(cocoa=cocoa, fg_hidden_dims=tr, embedding_dim=embed)
     fns = {"actor_anchor_fn": anchor, "critic_anchor_fn": anchor}
     if algo == "bc":
         actor = DeterministicActor(MLP(spec.obs_dim, (256, 256)), spec.action_dim)

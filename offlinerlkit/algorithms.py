@@ -18,7 +18,8 @@ from typing import Optional
 from offlinerlkit.config import CocoaSizes
 from offlinerlkit.presets import MOBILE, MOPO, Preset
 
-__all__ = ["ALGORITHMS", "Algorithm", "algorithm", "cocoa_algorithms", "CocoaSizes"]
+__all__ = ["ALGORITHMS", "Algorithm", "CocoaSizes", "algorithm", "baseline_algorithms",
+           "cocoa_algorithms"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Algorithm:
 
     Attributes:
         name: the name used on the command line, in run folders and in result tables.
+        label: the name shown to people (summaries, plots): `TD3+BC` for `td3bc`.
         script: the module in `run_example/` that trains it (`main(cfg)`).
         config: the name of that script's config dataclass.
         model_based: trains on model rollouts, so the policy stage needs forward dynamics
@@ -44,6 +46,7 @@ class Algorithm:
     """
 
     name: str
+    label: str
     script: str
     config: str
     model_based: bool = False
@@ -64,20 +67,20 @@ _SAC_METRICS = ("loss/actor", "loss/critic1", "loss/critic2")
 
 #: Every algorithm, in table order (the paper's four after BC, then the extensions).
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
-    Algorithm("bc", "run_bc", "BCConfig"),
-    Algorithm("cql", "run_cql", "CQLConfig",
+    Algorithm("bc", "BC", "run_bc", "BCConfig"),
+    Algorithm("cql", "CQL", "run_cql", "CQLConfig",
               cocoa_sizes=CocoaSizes((256, 256, 256), 32, (256, 256, 256)), cocoa_in_paper=True,
               signature="cql_weight", metrics=_SAC_METRICS),
-    Algorithm("iql", "run_iql", "IQLConfig", cocoa_sizes=_SMALL, cocoa_in_paper=True,
+    Algorithm("iql", "IQL", "run_iql", "IQLConfig", cocoa_sizes=_SMALL, cocoa_in_paper=True,
               signature="expectile", metrics=("loss/actor", "loss/q1", "loss/q2", "loss/v")),
-    Algorithm("mopo", "run_mopo", "MOPOConfig", model_based=True, cocoa_sizes=_SMALL,
+    Algorithm("mopo", "MOPO", "run_mopo", "MOPOConfig", model_based=True, cocoa_sizes=_SMALL,
               cocoa_in_paper=True, presets=MOPO, signature="uncertainty_mode",
               metrics=(*_SAC_METRICS, "train/actor/target_Q")),
-    Algorithm("mobile", "run_mobile", "MOBILEConfig", model_based=True, cocoa_sizes=_SMALL,
+    Algorithm("mobile", "MOBILE", "run_mobile", "MOBILEConfig", model_based=True, cocoa_sizes=_SMALL,
               cocoa_in_paper=True, presets=MOBILE, signature="num_q_ensemble",
               metrics=("loss/actor", "loss/critic")),
     # not in the paper; its COCOA variant is this project's extension (docs/FIDELITY.md)
-    Algorithm("td3bc", "run_td3bc", "TD3BCConfig", cocoa_sizes=_SMALL, signature="policy_noise",
+    Algorithm("td3bc", "TD3+BC", "run_td3bc", "TD3BCConfig", cocoa_sizes=_SMALL, signature="policy_noise",
               metrics=("loss/critic1", "loss/critic2")),
 )}
 
@@ -88,6 +91,11 @@ def algorithm(name: str) -> Algorithm:
         return ALGORITHMS[name]
     except KeyError:
         raise ValueError(f"unknown algorithm {name!r}; choose from {list(ALGORITHMS)}") from None
+
+
+def baseline_algorithms() -> tuple[str, ...]:
+    """The algorithms without a COCOA variant (trained alone only, e.g. BC), in table order."""
+    return tuple(a.name for a in ALGORITHMS.values() if not a.has_cocoa)
 
 
 def cocoa_algorithms() -> tuple[str, ...]:

@@ -2,8 +2,10 @@
 
 A script composes its config from these frozen dataclasses by inheritance (`CommonConfig` for
 every script, `RunConfig` for policy training, `DynamicsOptions` where dynamics are trained) and
-adds its algorithm's fields. Field names keep the original scripts' spellings where they still
-mean something; `opt` records other accepted spellings (short forms, older names).
+adds its algorithm's fields. Field names say what they are; `opt` records the other spellings
+a flag accepts (the original scripts' short forms and names, e.g. `--tr_hidden_dims` for
+`--fg_hidden_dims`) and, with `saved_as`, the names older runs saved a field under (their
+`hyper_param.json` still resumes and is still matched by the pipeline).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Optional
 
-from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.fields import opt
 
 if TYPE_CHECKING:  # types.py imports torch; this module must stay light
     from offlinerlkit.types import DataclassInstance
@@ -258,12 +260,12 @@ class CocoaSizes(NamedTuple):
     """An algorithm's default COCOA network sizes (spec 6.4), given to `build_anchor_setup`.
 
     Attributes:
-        tr_hidden_dims: f/g hidden widths; the last is the bilinear feature width.
+        fg_hidden_dims: f/g hidden widths; the last is the bilinear feature width.
         embedding_dim: bilinear block size D.
         backbone: backbone hidden widths of the anchor + delta networks.
     """
 
-    tr_hidden_dims: tuple[int, ...]
+    fg_hidden_dims: tuple[int, ...]
     embedding_dim: int
     backbone: tuple[int, ...]
 
@@ -273,8 +275,9 @@ class CocoaOptions:
     """COCOA's anchor options shared by the four policy scripts (spec 5, 6, 9.2).
 
     COCOA is on when `--load_anchor_seeker_path` is given (rollout anchors) or `--anchor_mode
-    closest_delta`; `--actor_transd` / `--critic_transd` then choose, per network type, the
-    anchor + delta network or the plain one.
+    closest_delta`; `--anchor_delta_actor` / `--anchor_delta_critics` (the original's
+    `--actor_transd` / `--critic_transd`) then choose, per network type, the anchor + delta
+    network or the plain one.
     """
 
     load_dynamics_path: Optional[str] = opt(
@@ -288,15 +291,20 @@ class CocoaOptions:
         "(top_10_d is its original name)", "-am")
     actor_horizon_len: int = opt(1, "anchor rollout horizon H for the actor", "-ahl")
     critic_horizon_len: int = opt(1, "anchor rollout horizon H for the critics (and IQL's V)", "-chl")
-    actor_transd: Optional[bool] = opt(None, "anchor + delta actor (default: on with COCOA)", "-at")
-    critic_transd: Optional[bool] = opt(None, "anchor + delta critics (default: on with COCOA)", "-ct")
-    tr_hidden_dims: Optional[tuple[int, ...]] = opt(
-        None, "f/g hidden sizes; the last is the bilinear feature width (default per algorithm)", "-thd")
+    anchor_delta_actor: Optional[bool] = opt(
+        None, "anchor + delta actor (default: on with COCOA)", "--actor_transd", "-at",
+        saved_as=("actor_transd",))
+    anchor_delta_critics: Optional[bool] = opt(
+        None, "anchor + delta critics (default: on with COCOA)", "--critic_transd", "-ct",
+        saved_as=("critic_transd",))
+    fg_hidden_dims: Optional[tuple[int, ...]] = opt(
+        None, "f/g hidden sizes; the last is the bilinear feature width (default per algorithm)",
+        "--tr_hidden_dims", "-thd", saved_as=("tr_hidden_dims",))
     embedding_dim: Optional[int] = opt(None, "bilinear block size D (default per algorithm)", "-ed")
-    fg_layernorm: bool = opt(True, "LayerNorm inside the f/g networks")
-    asp_layernorm: Optional[bool] = opt(
-        None, "the original's name for --fg_layernorm (here a bare flag means True; the original's "
-        "bare flag meant False, see docs/FIDELITY.md)", "-aln")
+    fg_layernorm: bool = opt(
+        True, "LayerNorm inside the f/g networks (--asp_layernorm: the original's name; a bare "
+        "flag here means True, the original's bare flag meant False, see docs/FIDELITY.md)",
+        "--asp_layernorm", "-aln", saved_as=("asp_layernorm",))
     closest_obs_sample_size: int = opt(500, "closest_delta mode: candidates per query chunk", "-coss")
     anchor_seeker_hidden_dims: Optional[tuple[int, ...]] = opt(
         None, "expected seeker hidden sizes (checked against the loaded file)", "-ashd")
@@ -310,7 +318,7 @@ class CocoaOptions:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
         check_ranges(self, count=("closest_obs_sample_size", "embedding_dim"),
-                     sizes=("tr_hidden_dims", "anchor_seeker_hidden_dims"))
+                     sizes=("fg_hidden_dims", "anchor_seeker_hidden_dims"))
         if self.anchor_mode != "rollout" and self.load_anchor_seeker_path:
             raise ValueError("--load_anchor_seeker_path is for --anchor_mode rollout; the "
                              "closest_delta ablation uses no seeker")
@@ -319,8 +327,3 @@ class CocoaOptions:
     def use_cocoa(self) -> bool:
         """Whether anchors are computed (a seeker was given, or the closest-delta ablation)."""
         return bool(self.load_anchor_seeker_path) or self.anchor_mode in ("closest_delta", "top_10_d")
-
-    @property
-    def fg_layernorm_resolved(self) -> bool:
-        """`--asp_layernorm`, when given, wins over `--fg_layernorm`."""
-        return self.fg_layernorm if self.asp_layernorm is None else self.asp_layernorm

@@ -21,7 +21,7 @@ import numpy as np
 from offlinerlkit.algorithms import ALGORITHMS, algorithm
 from offlinerlkit.envs import make_env
 from offlinerlkit.policy_trainer.evaluate import evaluate_policy
-from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.cli import run_main
 from offlinerlkit.utils.tasks import parse_task
 
 

@@ -26,16 +26,15 @@ from typing import Optional
 
 import make_dataset
 import make_table
-import run_bc
 import run_pipeline
 
+from offlinerlkit.algorithms import algorithm, baseline_algorithms
 from offlinerlkit.datasets import read_d4rl_hdf5
 from offlinerlkit.datasets.replica import replica_file_name
 from offlinerlkit.pipeline import find_policy_runs
 from offlinerlkit.pipeline.results import PolicyRun
 from offlinerlkit.replica.from_policies import SHIPPED, shipped_robots
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.cli import opt, run_main
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class MainJobConfig:
                                 "when the robot has them, else train)")
     train_steps: int = opt(12000, "online SAC steps of --policies train")
     algos: tuple[str, ...] = opt(("iql",), "algorithms trained alone and with COCOA")
-    bc: bool = opt(True, "also train behaviour cloning (the baseline)")
+    bc: bool = opt(True, "also train the baselines without a COCOA variant (behaviour cloning)")
     seed: int = opt(0, "seed of the data and of every run")
     log_dir: str = opt("log/main_job", "where the data and every run go")
     num_samples: int = opt(20000, "dataset rows")
@@ -57,7 +56,7 @@ class MainJobConfig:
     step_per_epoch: int = opt(200, "gradient steps per epoch")
     eval_episodes: int = opt(5, "evaluation episodes per epoch")
     dynamics_max_epochs: int = opt(15, "cap on dynamics training epochs (forward and reverse)")
-    asp_epoch: int = opt(10, "anchor seeker pretraining epochs (at most)")
+    seeker_epochs: int = opt(10, "anchor seeker pretraining epochs (at most)", "--asp_epoch")
     device: str = opt("auto", "torch device")
     threads: int = opt(2, "torch CPU threads")
     progress: bool = opt(True, "show progress bars")
@@ -79,9 +78,10 @@ def summary(data_file: Path, runs: list[PolicyRun]) -> str:
              f"| behaviour policy (deterministic, {data_file.name}) | | {behaviour:.1f} | | 100 % |",
              f"| the dataset's episodes (stochastic behaviour) | | {data:.1f} | | "
              f"{100 * data / behaviour:.0f} % |"]
-    for run in sorted(runs, key=lambda r: (r.algo != "bc", r.algo, r.variant)):
-        name = "BC" if run.algo == "bc" else f"{run.algo.upper()}" + (
-            " + COCOA" if run.variant == "cocoa" else " alone")
+    for run in sorted(runs, key=lambda r: (algorithm(r.algo).has_cocoa, r.algo, r.variant)):
+        entry = algorithm(run.algo)
+        name = entry.label + ("" if not entry.has_cocoa
+                              else " + COCOA" if run.variant == "cocoa" else " alone")
         final = float(run.scores[-1]) if len(run.scores) else math.nan
         steps = int(run.timesteps[-1]) if len(run.timesteps) else 0
         lines.append(f"| {name} | {steps:,} | {final:.1f} | {run.last_10:.1f} | "
@@ -120,12 +120,14 @@ def main(cfg: MainJobConfig) -> Path:
     common = dict(task=task, dataset_path=str(data_dir), seed=cfg.seed, log_dir=str(log),
                   device=cfg.device, threads=cfg.threads, progress=cfg.progress, epoch=cfg.epoch,
                   step_per_epoch=cfg.step_per_epoch, eval_episodes=cfg.eval_episodes)
-    if cfg.bc:
-        if _finished(find_policy_runs([log]), "bc", cfg.epoch) is None:
-            print(f"[2/4] behaviour cloning on {task}", flush=True)
-            run_bc.main(run_bc.BCConfig(**common))
+    baselines = baseline_algorithms() if cfg.bc else ()
+    for name in baselines:
+        if _finished(find_policy_runs([log]), name, cfg.epoch) is None:
+            print(f"[2/4] {algorithm(name).label} on {task}", flush=True)
+            main, config_cls = run_pipeline.policy_script(name)
+            main(config_cls(**common))
         else:
-            print("[2/4] reusing the finished behaviour-cloning run", flush=True)
+            print(f"[2/4] reusing the finished {algorithm(name).label} run", flush=True)
     for algo in cfg.algos:
         for variant in ("alone", "cocoa"):
             print(f"[3/4] {algo} {variant} on {task}", flush=True)
@@ -137,9 +139,9 @@ def main(cfg: MainJobConfig) -> Path:
                 "--step_per_epoch", str(cfg.step_per_epoch),
                 "--eval_episodes", str(cfg.eval_episodes),
                 "--dynamics_max_epochs", str(cfg.dynamics_max_epochs),
-                "--seeker.asp_epoch", str(cfg.asp_epoch)])
+                "--seeker.seeker_epochs", str(cfg.seeker_epochs)])
     runs = [r for r in find_policy_runs([log]) if r.task == task
-            and r.algo in (*cfg.algos, "bc") and r.target_epochs == cfg.epoch]
+            and r.algo in (*cfg.algos, *baselines) and r.target_epochs == cfg.epoch]
     latest: dict[tuple[str, str], PolicyRun] = {}
     for run in sorted(runs, key=lambda r: r.mtime):
         latest[(run.algo, run.variant)] = run

@@ -47,9 +47,8 @@ from offlinerlkit.replica import (
     sample_from_policy,
 )
 from offlinerlkit.replica.from_policies import make_from_policies
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
-from offlinerlkit.utils.experiment import configure_threads, resolve_device
+from offlinerlkit.utils.cli import opt, run_main
+from offlinerlkit.utils.device import configure_threads, resolve_device
 from offlinerlkit.utils.fileio import new_files_removed_on_error
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.resume import resumed_config

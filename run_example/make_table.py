@@ -16,8 +16,7 @@ from typing import Optional
 
 from offlinerlkit.pipeline import build_table, find_policy_runs, format_markdown, write_csv
 from offlinerlkit.pipeline.table import ResultTable
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.cli import opt, run_main
 
 
 @dataclass(frozen=True)

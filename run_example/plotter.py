@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from offlinerlkit.pipeline import find_policy_runs, plot_learning_curves
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.cli import opt, run_main
 
 
 @dataclass(frozen=True)

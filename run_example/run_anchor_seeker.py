@@ -11,7 +11,6 @@ seeker (`model/anchor_seeker_pretrain.pth`). The forward dynamics are not used h
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +33,9 @@ from offlinerlkit.config import CommonConfig, DynamicsOptions, check_ranges
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
-from offlinerlkit.utils.experiment import open_run, prepare_run, restart_stage
+from offlinerlkit.run import open_run, prepare_run, restart_stage
+from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
-from offlinerlkit.utils.run_record import software_versions
 
 #: `--load_*_path dummy` in the original's README means "no path".
 NO_PATH = ("", "dummy", "none", "None")
@@ -73,13 +70,16 @@ class AnchorSeekerConfig(CommonConfig, DynamicsOptions):
     load_imagination_path: Optional[str] = opt(
         None, "an existing reverse_imagination.pkl to train the seeker on (skips the rollouts)")
     anchor_seeker_hidden_dims: tuple[int, ...] = opt((100, 100), "seeker hidden sizes", "-ashd")
-    seeker_layernorm: bool = opt(True, "LayerNorm in the seeker's hidden blocks")
-    asp_layernorm: Optional[bool] = opt(
-        None, "the original's name for --seeker_layernorm (a bare flag here means True; the "
-        "original's bare flag meant False)", "-aln")
-    asp_epoch: int = opt(50, "seeker pretraining epochs (at most)", "-aspe")
-    asp_lr: float = opt(1e-3, "seeker learning rate", "-asplr")
-    asp_batch_size: int = opt(256, "seeker minibatch size", "-bbs")
+    seeker_layernorm: bool = opt(
+        True, "LayerNorm in the seeker's hidden blocks (--asp_layernorm: the original's name; a "
+        "bare flag here means True, the original's bare flag meant False)", "--asp_layernorm",
+        "-aln", saved_as=("asp_layernorm",))
+    seeker_epochs: int = opt(50, "seeker pretraining epochs (at most)", "--asp_epoch", "-aspe",
+                             saved_as=("asp_epoch",))
+    seeker_lr: float = opt(1e-3, "seeker learning rate", "--asp_lr", "-asplr",
+                           saved_as=("asp_lr",))
+    seeker_batch_size: int = opt(256, "seeker minibatch size", "--asp_batch_size", "-bbs",
+                                 saved_as=("asp_batch_size",))
     seeker_training: Literal["original", "improved"] = opt(
         "original", "original: sequential batches and the original's early stop (faithful); "
         "improved: shuffled batches, a held-out split, stop on no improvement")
@@ -92,8 +92,9 @@ class AnchorSeekerConfig(CommonConfig, DynamicsOptions):
             raise ValueError("--reverse_policy_mode cvae is not supported: the original's CVAE "
                              "reverse policy never worked (spec 12.41); use divergent")
         check_ranges(self, count=("rollout_length", "rollout_epoch", "rollout_batch_size",
-                                  "batch_size", "rollout_chunk", "asp_epoch", "asp_batch_size"),
-                     positive=("asp_lr",), non_negative=("scale_coef", "noise_coef"),
+                                  "batch_size", "rollout_chunk", "seeker_epochs",
+                                  "seeker_batch_size"),
+                     positive=("seeker_lr",), non_negative=("scale_coef", "noise_coef"),
                      sizes=("anchor_seeker_hidden_dims",))
 
 
@@ -105,22 +106,22 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
     """Run stage B; returns the run directory (seeker in `model/`, rollouts in `result/`)."""
     if cfg.resume:
         cfg = resumed_config(cfg)
-    device, task, dataset, source, spec, notes = prepare_run(cfg, dataset)
+    inputs = prepare_run(cfg, dataset)
+    device, task, dataset, source, spec = (inputs.device, inputs.task, inputs.dataset,
+                                           inputs.source, inputs.spec)
     scale = ANCHOR_SEEKER_ALL.values["scale_coef"] if cfg.scale_coef is None else cfg.scale_coef
     noise = ANCHOR_SEEKER_ALL.values["noise_coef"] if cfg.noise_coef is None else cfg.noise_coef
-    layernorm = cfg.seeker_layernorm if cfg.asp_layernorm is None else cfg.asp_layernorm
+    layernorm = cfg.seeker_layernorm
     capacity = (cfg.rollout_batch_size * cfg.rollout_length * cfg.rollout_epoch
                 if cfg.imagination_buffer == "ring" else None)
     run_dir, logger = open_run(
         cfg, algo="reverse",
         tags={"action_mode": cfg.action_mode, "scale_coef": scale, "noise_coef": noise},
-        extra_record={"stage": "anchor seeker", "env_spec": dataclasses.asdict(spec),
-                      "dataset_source": source, "num_transitions": len(dataset["observations"]),
+        extra_record={"stage": "anchor seeker", **inputs.record(),
                       "resolved": {"scale_coef": scale, "noise_coef": noise,
                                    "seeker_layernorm": layernorm,
-                                   "imagination_capacity": capacity},
-                      "device": str(device), "versions": software_versions()},
-        warnings=notes)
+                                   "imagination_capacity": capacity}},
+        warnings=inputs.warnings)
     with logger:
         if cfg.resume and not restart_stage(run_dir, logger, final=run_dir.model / SEEKER_FILE,
                                             phases=["reverse_dynamics", "anchor_seeker"]):
@@ -163,7 +164,8 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
             logger.dump(epoch, phase="anchor_seeker")
 
         pretrain_seeker(seeker, imagination["observations"], imagination["actions"],
-                        epochs=cfg.asp_epoch, lr=cfg.asp_lr, batch_size=cfg.asp_batch_size,
+                        epochs=cfg.seeker_epochs, lr=cfg.seeker_lr,
+                        batch_size=cfg.seeker_batch_size,
                         mode=cfg.seeker_training, progress=cfg.progress, on_epoch=on_epoch)
         path = save_seeker(run_dir.model, seeker, metadata={
             "task": task.name, "dataset_source": source, "scale_coef": scale,

@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
 
 from offlinerlkit.config import RunConfig, check_ranges
+from offlinerlkit.envs import make_env
 from offlinerlkit.modules.actor import DeterministicActor
 from offlinerlkit.nets.mlp import MLP
 from offlinerlkit.policy.bc import BCPolicy
-from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
-from offlinerlkit.utils.experiment import run_policy_training
+from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
+from offlinerlkit.run import open_policy_run, prepare_run, train_policy
+from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
 
 
@@ -41,14 +40,15 @@ def main(cfg: BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     """Train BC; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
     if cfg.resume:
         cfg = resumed_config(cfg)
-
-    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
-              ) -> tuple[BCPolicy, dict[str, Any]]:
-        actor = DeterministicActor(MLP(spec.obs_dim, cfg.hidden_dims), spec.action_dim,
-                                   max_action=spec.max_action)
-        return BCPolicy(actor, actor_lr=cfg.actor_lr, device=device), {}
-
-    return run_policy_training(cfg, algo="bc", build_policy=build, dataset=dataset, env=env)
+    inputs = prepare_run(cfg, dataset)
+    env = env if env is not None else make_env(inputs.task, seed=cfg.seed)
+    spec = inputs.spec
+    actor = DeterministicActor(MLP(spec.obs_dim, cfg.hidden_dims), spec.action_dim,
+                               max_action=spec.max_action)
+    policy = BCPolicy(actor, actor_lr=cfg.actor_lr, device=inputs.device)
+    run = open_policy_run(cfg, inputs, policy, algo="bc")
+    trainer = MFPolicyTrainer(policy, env=env, **run.trainer_options())
+    return train_policy(trainer, run)
 
 
 if __name__ == "__main__":

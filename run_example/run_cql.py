@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import numpy as np
-import torch
 
 from offlinerlkit.algorithms import algorithm
-from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import (
     CocoaOptions,
     LoadedDynamicsSizes,
@@ -25,13 +23,19 @@ from offlinerlkit.config import (
     SACOptions,
     check_ranges,
 )
+from offlinerlkit.envs import make_env
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.policy.cql import CQLPolicy
 from offlinerlkit.policy.sac import SACHyperparams
-from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
-from offlinerlkit.utils.experiment import load_anchor_dynamics, run_policy_training
+from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
+from offlinerlkit.run import (
+    anchor_setup,
+    load_anchor_dynamics,
+    open_policy_run,
+    prepare_run,
+    train_policy,
+)
+from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
 
@@ -67,31 +71,29 @@ def main(cfg: CQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     """Train CQL; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
     if cfg.resume:
         cfg = resumed_config(cfg)
-    task = parse_task(cfg.task)
     auto_alpha = True if cfg.auto_alpha is None else cfg.auto_alpha
-    dynamics = load_anchor_dynamics(cfg, task)  # used only for COCOA's anchor rollouts
-
-    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
-              ) -> tuple[CQLPolicy, dict[str, Any]]:
-        setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=task.name, spec=spec, dynamics=dynamics,
-                                   dataset_obs=data["observations"], device=device)
-        hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256, 256)
-        actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
-        critics = build_critics(spec, hidden, setup.critic_encoder, num_members=2,
-                                layernorm=cfg.layernorm)
-        policy = CQLPolicy(
-            actor, critics, hp=SACHyperparams(**cfg.sac_kwargs(auto_alpha)), cql_weight=cfg.cql_weight,
-            temperature=cfg.temperature, max_q_backup=cfg.max_q_backup,
-            deterministic_backup=cfg.deterministic_backup, with_lagrange=cfg.with_lagrange,
-            lagrange_threshold=cfg.lagrange_threshold, cql_alpha_lr=cfg.cql_alpha_lr,
-            num_repeat_actions=cfg.num_repeat_actions, cql_lse_mode=cfg.cql_lse_mode,
-            actor_anchor_fn=setup.actor_anchor_fn, critic_anchor_fn=setup.critic_anchor_fn,
-            device=device)
-        return policy, {"cocoa": setup.record,
-                        "resolved": {"hidden_dims": list(hidden), "auto_alpha": auto_alpha}}
-
-    algo = "cql_cocoa" if cfg.use_cocoa else "cql"
-    return run_policy_training(cfg, algo=algo, build_policy=build, dataset=dataset, env=env)
+    dynamics = load_anchor_dynamics(cfg, parse_task(cfg.task))  # only for COCOA's anchors
+    inputs = prepare_run(cfg, dataset)
+    env = env if env is not None else make_env(inputs.task, seed=cfg.seed)
+    spec, device = inputs.spec, inputs.device
+    setup = anchor_setup(cfg, inputs, sizes=ALGO.cocoa_sizes, dynamics=dynamics)
+    hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256, 256)
+    actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
+    critics = build_critics(spec, hidden, setup.critic_encoder, num_members=2,
+                            layernorm=cfg.layernorm)
+    policy = CQLPolicy(
+        actor, critics, hp=SACHyperparams(**cfg.sac_kwargs(auto_alpha)), cql_weight=cfg.cql_weight,
+        temperature=cfg.temperature, max_q_backup=cfg.max_q_backup,
+        deterministic_backup=cfg.deterministic_backup, with_lagrange=cfg.with_lagrange,
+        lagrange_threshold=cfg.lagrange_threshold, cql_alpha_lr=cfg.cql_alpha_lr,
+        num_repeat_actions=cfg.num_repeat_actions, cql_lse_mode=cfg.cql_lse_mode,
+        actor_anchor_fn=setup.actor_anchor_fn, critic_anchor_fn=setup.critic_anchor_fn,
+        device=device)
+    run = open_policy_run(cfg, inputs, policy, algo="cql_cocoa" if cfg.use_cocoa else "cql",
+                          record={"cocoa": setup.record, "resolved": {
+                              "hidden_dims": list(hidden), "auto_alpha": auto_alpha}})
+    trainer = MFPolicyTrainer(policy, env=env, **run.trainer_options())
+    return train_policy(trainer, run)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,8 @@ from typing import Literal, Optional
 import numpy as np
 
 from offlinerlkit.config import CommonConfig, DynamicsOptions
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
-from offlinerlkit.utils.experiment import run_dynamics_training
+from offlinerlkit.run import run_dynamics_training
+from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
 
 

@@ -15,19 +15,23 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
 
 from offlinerlkit.algorithms import algorithm
-from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig, check_ranges
 from offlinerlkit.datasets.transforms import normalize_rewards_by_return_range
+from offlinerlkit.envs import make_env
 from offlinerlkit.modules.build import build_critics, build_gaussian_actor
 from offlinerlkit.nets.optim import CosineSchedule
 from offlinerlkit.policy.iql import IQLPolicy
-from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
-from offlinerlkit.utils.experiment import load_anchor_dynamics, run_policy_training
+from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
+from offlinerlkit.run import (
+    anchor_setup,
+    load_anchor_dynamics,
+    open_policy_run,
+    prepare_run,
+    train_policy,
+)
+from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
 
@@ -70,32 +74,31 @@ def main(cfg: IQLConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None,
     """Train IQL; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
     if cfg.resume:
         cfg = resumed_config(cfg)
-    task = parse_task(cfg.task)
-    dynamics = load_anchor_dynamics(cfg, task)  # used only for COCOA's anchor rollouts
-
-    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
-              ) -> tuple[IQLPolicy, dict[str, Any]]:
-        setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=task.name, spec=spec, dynamics=dynamics,
-                                   dataset_obs=data["observations"], device=device)
-        hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
-        actor = build_gaussian_actor(spec, hidden, setup.actor_encoder,
-                                     dropout_rate=cfg.dropout_rate, layernorm=cfg.layernorm)
-        critic_q = build_critics(spec, hidden, setup.critic_encoder, num_members=2,
-                                 layernorm=cfg.layernorm, init="orthogonal")
-        critic_v = build_critics(spec, hidden, setup.critic_encoder, num_members=1,
-                                 with_action=False, layernorm=cfg.layernorm, init="orthogonal")
-        policy = IQLPolicy(
-            actor, critic_q, critic_v, actor_lr=cfg.actor_lr, critic_q_lr=cfg.critic_q_lr,
-            critic_v_lr=cfg.critic_v_lr,
-            actor_lr_schedule=CosineSchedule(cfg.epoch) if cfg.lr_decay else None, gamma=cfg.gamma, tau=cfg.tau, expectile=cfg.expectile,
-            temperature=cfg.temperature, actor_anchor_fn=setup.actor_anchor_fn,
-            critic_anchor_fn=setup.critic_anchor_fn, device=device)
-        return policy, {"cocoa": setup.record, "resolved": {"hidden_dims": list(hidden)}}
-
-    return run_policy_training(cfg, algo="iql_cocoa" if cfg.use_cocoa else "iql",
-                               build_policy=build, dataset=dataset, env=env,
-                               transform=normalize_rewards_by_return_range,
-                               extra_record={"reward_transform": "1000 / return range"})
+    dynamics = load_anchor_dynamics(cfg, parse_task(cfg.task))  # only for COCOA's anchors
+    inputs = prepare_run(cfg, dataset, transform=normalize_rewards_by_return_range)
+    env = env if env is not None else make_env(inputs.task, seed=cfg.seed)
+    spec, device = inputs.spec, inputs.device
+    setup = anchor_setup(cfg, inputs, sizes=ALGO.cocoa_sizes, dynamics=dynamics)
+    hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
+    actor = build_gaussian_actor(spec, hidden, setup.actor_encoder,
+                                 dropout_rate=cfg.dropout_rate, layernorm=cfg.layernorm)
+    critic_q = build_critics(spec, hidden, setup.critic_encoder, num_members=2,
+                             layernorm=cfg.layernorm, init="orthogonal")
+    critic_v = build_critics(spec, hidden, setup.critic_encoder, num_members=1,
+                             with_action=False, layernorm=cfg.layernorm, init="orthogonal")
+    policy = IQLPolicy(
+        actor, critic_q, critic_v, actor_lr=cfg.actor_lr, critic_q_lr=cfg.critic_q_lr,
+        critic_v_lr=cfg.critic_v_lr,
+        actor_lr_schedule=CosineSchedule(cfg.epoch) if cfg.lr_decay else None,
+        gamma=cfg.gamma, tau=cfg.tau, expectile=cfg.expectile,
+        temperature=cfg.temperature, actor_anchor_fn=setup.actor_anchor_fn,
+        critic_anchor_fn=setup.critic_anchor_fn, device=device)
+    run = open_policy_run(cfg, inputs, policy, algo="iql_cocoa" if cfg.use_cocoa else "iql",
+                          record={"reward_transform": "1000 / return range",
+                                  "cocoa": setup.record,
+                                  "resolved": {"hidden_dims": list(hidden)}})
+    trainer = MFPolicyTrainer(policy, env=env, **run.trainer_options())
+    return train_policy(trainer, run)
 
 
 if __name__ == "__main__":

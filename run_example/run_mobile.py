@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
 
 from offlinerlkit.algorithms import algorithm
-from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import (
     CocoaOptions,
     DynamicsOptions,
@@ -31,20 +29,22 @@ from offlinerlkit.config import (
 from offlinerlkit.datasets.transforms import zscore_rewards
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.termination_fns import get_termination_fn
+from offlinerlkit.envs import make_env
 from offlinerlkit.modules.build import build_critics, build_tanh_actor
 from offlinerlkit.nets.optim import CosineSchedule
 from offlinerlkit.policy.mobile import MOBILEPolicy
 from offlinerlkit.policy.sac import SACHyperparams
 from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.presets import resolve
-from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt
-from offlinerlkit.utils.errors import run_main
-from offlinerlkit.utils.experiment import (
-    resolve_device,
+from offlinerlkit.run import (
+    anchor_setup,
+    open_policy_run,
+    prepare_run,
     run_dynamics_training,
-    run_policy_training,
+    train_policy,
 )
+from offlinerlkit.utils.cli import opt, run_main
+from offlinerlkit.utils.device import resolve_device
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
 
@@ -59,7 +59,8 @@ class MOBILEConfig(RunConfig, SACOptions, ModelRolloutOptions, CocoaOptions, Dyn
     num_samples: int = opt(10, "next-state samples per elite for the Bellman-inconsistency penalty")
     num_q_ensemble: int = opt(2, "number of critics", "-nqe")
     max_q_backup: bool = opt(False, "max over 10 sampled next actions in the target", "-mqb")
-    norm_reward: bool = opt(False, "z-score the dataset rewards", "-nr")
+    zscore_rewards: bool = opt(False, "z-score the dataset rewards", "--norm_reward", "-nr",
+                               saved_as=("norm_reward",))
     lr_scheduler: bool = opt(True, "cosine decay of the actor learning rate over the epochs")
 
     def __post_init__(self) -> None:
@@ -88,30 +89,28 @@ def main(cfg: MOBILEConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = Non
     dynamics = load_dynamics(
         cfg.load_dynamics_path, task=task.name, obs_dim=task.obs_dim, action_dim=task.action_dim,
         device=resolve_device(cfg.device), termination_fn=get_termination_fn(task))
-
-    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
-              ) -> tuple[MOBILEPolicy, dict[str, Any]]:
-        setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=task.name, spec=spec, dynamics=dynamics,
-                                   dataset_obs=data["observations"], device=device)
-        hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
-        actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
-        critics = build_critics(spec, hidden, setup.critic_encoder, num_members=cfg.num_q_ensemble,
-                                layernorm=cfg.layernorm)
-        schedule = CosineSchedule(cfg.epoch) if cfg.lr_scheduler else None
-        policy = MOBILEPolicy(
-            actor, critics, dynamics,
-            hp=SACHyperparams(**cfg.sac_kwargs(values["auto_alpha"]), actor_lr_schedule=schedule),
-            penalty_coef=values["penalty_coef"], num_samples=cfg.num_samples,
-            max_q_backup=cfg.max_q_backup, actor_anchor_fn=setup.actor_anchor_fn,
-            critic_anchor_fn=setup.critic_anchor_fn, device=device)
-        return policy, {"cocoa": setup.record,
-                        "resolved": {**values, "hidden_dims": list(hidden)}}
-
-    return run_policy_training(
-        cfg, algo="mobile_cocoa" if cfg.use_cocoa else "mobile", build_policy=build, dataset=dataset, env=env, tags=tags,
-        transform=zscore_rewards if cfg.norm_reward else None,
-        trainer_cls=MBPolicyTrainer, trainer_kwargs=cfg.trainer_kwargs(dynamics, values["rollout_length"]),
-        extra_record={"resolved_from": origin})
+    inputs = prepare_run(cfg, dataset, transform=zscore_rewards if cfg.zscore_rewards else None)
+    env = env if env is not None else make_env(task, seed=cfg.seed)
+    spec, device = inputs.spec, inputs.device
+    setup = anchor_setup(cfg, inputs, sizes=ALGO.cocoa_sizes, dynamics=dynamics)
+    hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
+    actor = build_tanh_actor(spec, hidden, setup.actor_encoder, layernorm=cfg.layernorm)
+    critics = build_critics(spec, hidden, setup.critic_encoder, num_members=cfg.num_q_ensemble,
+                            layernorm=cfg.layernorm)
+    schedule = CosineSchedule(cfg.epoch) if cfg.lr_scheduler else None
+    policy = MOBILEPolicy(
+        actor, critics, dynamics,
+        hp=SACHyperparams(**cfg.sac_kwargs(values["auto_alpha"]), actor_lr_schedule=schedule),
+        penalty_coef=values["penalty_coef"], num_samples=cfg.num_samples,
+        max_q_backup=cfg.max_q_backup, actor_anchor_fn=setup.actor_anchor_fn,
+        critic_anchor_fn=setup.critic_anchor_fn, device=device)
+    run = open_policy_run(
+        cfg, inputs, policy, algo="mobile_cocoa" if cfg.use_cocoa else "mobile", tags=tags,
+        record={"resolved_from": origin, "cocoa": setup.record,
+                "resolved": {**values, "hidden_dims": list(hidden)}})
+    trainer = MBPolicyTrainer(policy, env=env, **run.trainer_options(),
+                              **cfg.trainer_kwargs(dynamics, values["rollout_length"]))
+    return train_policy(trainer, run)
 
 
 if __name__ == "__main__":

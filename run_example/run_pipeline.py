@@ -52,11 +52,10 @@ from offlinerlkit.pipeline import (
 )
 from offlinerlkit.pipeline.runner import ALGOS
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
-from offlinerlkit.utils.cli import build_parser, opt, parse_config
-from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.cli import build_parser, opt, parse_config, run_main
 
 
-def _policy_script(name: str) -> tuple[Any, type]:
+def policy_script(name: str) -> tuple[Any, type]:
     """`(main, config class)` of an algorithm's script, found through its registry entry."""
     entry = algorithm(name)
     module = importlib.import_module(entry.script)
@@ -64,7 +63,7 @@ def _policy_script(name: str) -> tuple[Any, type]:
 
 
 #: The policy scripts of the algorithms the pipeline drives: algorithm -> (main, config class).
-POLICY_SCRIPTS: dict[str, tuple[Any, type]] = {a: _policy_script(a) for a in ALGOS}
+POLICY_SCRIPTS: dict[str, tuple[Any, type]] = {a: policy_script(a) for a in ALGOS}
 STAGE_CONFIGS: dict[str, type] = {"dynamics": run_dynamics.DynamicsRunConfig,
                                   "seeker": run_anchor_seeker.AnchorSeekerConfig}
 STAGE_SCRIPTS = {"dynamics": "run_dynamics.py", "seeker": "run_anchor_seeker.py",

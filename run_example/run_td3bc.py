@@ -17,16 +17,21 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
 
 from offlinerlkit.algorithms import algorithm
-from offlinerlkit.anchor.build import build_anchor_setup
 from offlinerlkit.config import CocoaOptions, LoadedDynamicsSizes, RunConfig
+from offlinerlkit.envs import make_env
 from offlinerlkit.modules.build import build_critics, build_encoder
 from offlinerlkit.policy.td3bc import StateNormalizer, TD3BCActor, TD3BCPolicy
-from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.experiment import load_anchor_dynamics, run_policy_training
+from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
+from offlinerlkit.run import (
+    anchor_setup,
+    load_anchor_dynamics,
+    open_policy_run,
+    prepare_run,
+    train_policy,
+)
+from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.tasks import parse_task
 
@@ -57,30 +62,29 @@ def main(cfg: TD3BCConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None
     """Train TD3+BC; returns the run directory. `dataset`/`env` replace the task's own (tests)."""
     if cfg.resume:
         cfg = resumed_config(cfg)
-    task = parse_task(cfg.task)
-    dynamics = load_anchor_dynamics(cfg, task)  # used only for COCOA's anchor rollouts
-
-    def build(spec: EnvSpec, device: torch.device, data: Mapping[str, np.ndarray]
-              ) -> tuple[TD3BCPolicy, dict[str, Any]]:
-        setup = build_anchor_setup(cfg, sizes=ALGO.cocoa_sizes, task=task.name, spec=spec,
-                                   dynamics=dynamics, dataset_obs=data["observations"],
-                                   device=device)
-        hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
-        actor = TD3BCActor(build_encoder(spec.obs_dim, 0, setup.actor_encoder), hidden,
-                           spec.action_dim, max_action=spec.max_action)
-        critics = build_critics(spec, hidden, setup.critic_encoder, num_members=2)
-        normalizer = (StateNormalizer.fit(data["observations"], eps=cfg.state_norm_eps)
-                      if cfg.normalize_states else None)
-        policy = TD3BCPolicy(
-            actor, critics, actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, normalizer=normalizer,
-            actor_anchor_fn=setup.actor_anchor_fn, critic_anchor_fn=setup.critic_anchor_fn,
-            alpha=cfg.alpha, gamma=cfg.gamma, tau=cfg.tau, policy_noise=cfg.policy_noise,
-            noise_clip=cfg.noise_clip, policy_freq=cfg.policy_freq, device=device)
-        return policy, {"cocoa": setup.record, "resolved": {"hidden_dims": list(hidden)}}
-
-    return run_policy_training(cfg, algo=f"{ALGO.name}_cocoa" if cfg.use_cocoa else ALGO.name,
-                               build_policy=build, dataset=dataset, env=env)
+    dynamics = load_anchor_dynamics(cfg, parse_task(cfg.task))  # only for COCOA's anchors
+    inputs = prepare_run(cfg, dataset)
+    env = env if env is not None else make_env(inputs.task, seed=cfg.seed)
+    spec, device, data = inputs.spec, inputs.device, inputs.dataset
+    setup = anchor_setup(cfg, inputs, sizes=ALGO.cocoa_sizes, dynamics=dynamics)
+    hidden = cfg.hidden_dims or setup.backbone_dims or (256, 256)
+    actor = TD3BCActor(build_encoder(spec.obs_dim, 0, setup.actor_encoder), hidden,
+                       spec.action_dim, max_action=spec.max_action)
+    critics = build_critics(spec, hidden, setup.critic_encoder, num_members=2)
+    normalizer = (StateNormalizer.fit(data["observations"], eps=cfg.state_norm_eps)
+                  if cfg.normalize_states else None)
+    policy = TD3BCPolicy(
+        actor, critics, actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, normalizer=normalizer,
+        actor_anchor_fn=setup.actor_anchor_fn, critic_anchor_fn=setup.critic_anchor_fn,
+        alpha=cfg.alpha, gamma=cfg.gamma, tau=cfg.tau, policy_noise=cfg.policy_noise,
+        noise_clip=cfg.noise_clip, policy_freq=cfg.policy_freq, device=device)
+    run = open_policy_run(cfg, inputs, policy,
+                          algo=f"{ALGO.name}_cocoa" if cfg.use_cocoa else ALGO.name,
+                          record={"cocoa": setup.record,
+                                  "resolved": {"hidden_dims": list(hidden)}})
+    trainer = MFPolicyTrainer(policy, env=env, **run.trainer_options())
+    return train_policy(trainer, run)
 
 
 if __name__ == "__main__":
-    main(parse_config(TD3BCConfig))
+    run_main(main, TD3BCConfig)

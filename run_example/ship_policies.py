@@ -21,8 +21,7 @@ import make_dataset
 from offlinerlkit.datasets.replica import POLICY_LEVELS, replica_policy_path
 from offlinerlkit.replica import BehaviourPolicy
 from offlinerlkit.replica.from_policies import SHIPPED_ROOT
-from offlinerlkit.utils.cli import config_from_dict, opt
-from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.cli import config_from_dict, opt, run_main
 from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.run_record import read_hyper_params
 from offlinerlkit.utils.tasks import normalized_score

@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from offlinerlkit.pipeline.runner import ALGOS, VARIANTS
-from offlinerlkit.utils.cli import opt, parse_config
-from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.cli import opt, parse_config, run_main
 from offlinerlkit.utils.extras import MissingExtraError, import_extra
 from offlinerlkit.utils.run_dir import safe_name
 from offlinerlkit.utils.tasks import parse_task

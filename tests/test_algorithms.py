@@ -17,7 +17,7 @@ from policy_helpers import (
     tiny_batch,
 )
 
-from offlinerlkit.algorithms import ALGORITHMS, algorithm, cocoa_algorithms
+from offlinerlkit.algorithms import ALGORITHMS, algorithm, baseline_algorithms, cocoa_algorithms
 from offlinerlkit.modules.actor import DeterministicActor, GaussianActor
 from offlinerlkit.modules.encoder import IdentityEncoder
 from offlinerlkit.nets.mlp import MLP
@@ -47,6 +47,26 @@ def test_pipeline_drives_the_algorithms_with_a_cocoa_variant() -> None:
     for name in ALGOS:
         assert needs_dynamics(name, "alone") == ALGORITHMS[name].model_based
         assert needs_dynamics(name, "cocoa")
+
+
+def test_baselines_are_the_algorithms_without_a_cocoa_variant() -> None:
+    assert baseline_algorithms() == ("bc",)
+    assert set(baseline_algorithms()) | set(cocoa_algorithms()) == set(ALGORITHMS)
+    labels = [e.label for e in ALGORITHMS.values()]
+    assert len(set(labels)) == len(labels) and algorithm("td3bc").label == "TD3+BC"
+
+
+def test_no_script_tests_an_algorithm_name() -> None:
+    """Only the registry compares algorithm names (`algo == "bc"`, `r.algo in ("mopo", ...)`)."""
+    names = set(ALGORITHMS)
+    offenders = []
+    for path in sorted((ROOT / "run_example").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                consts = [c for c in ast.walk(node) if isinstance(c, ast.Constant)]
+                if any(c.value in names for c in consts):
+                    offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
 
 
 def test_signatures_are_unique_config_fields() -> None:

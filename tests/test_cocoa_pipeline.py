@@ -23,7 +23,7 @@ COMMON = dict(task=TASK, device="cpu", progress=False, seed=0)
 TINY_DYN = dict(dynamics_hidden_dims=(16, 16), dynamics_weight_decay=(0.0, 0.0, 0.0),
                 num_ensemble=3, num_elites=2, dynamics_max_epochs=2)
 FAST = dict(epoch=1, step_per_epoch=2, batch_size=16, eval_episodes=1)
-TINY_NETS = dict(hidden_dims=(16, 16), tr_hidden_dims=(8, 8), embedding_dim=2)
+TINY_NETS = dict(hidden_dims=(16, 16), fg_hidden_dims=(8, 8), embedding_dim=2)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         **COMMON, **TINY_DYN, dataset_path=str(data), log_dir=str(root / "log")))
     seeker = run_anchor_seeker.main(run_anchor_seeker.AnchorSeekerConfig(
         **COMMON, **TINY_DYN, dataset_path=str(data), log_dir=str(root / "log"),
-        rollout_length=3, asp_epoch=3, anchor_seeker_hidden_dims=(16, 16)))
+        rollout_length=3, seeker_epochs=3, anchor_seeker_hidden_dims=(16, 16)))
     return {"root": root, "data": data, "dynamics": dyn, "seeker": seeker}
 
 
@@ -85,10 +85,10 @@ def test_different_horizons_and_plain_critics(stages: dict[str, Path]) -> None:
                             log_dir=str(stages["root"] / "log2"),
                             load_dynamics_path=str(stages["dynamics"]),
                             load_anchor_seeker_path=str(stages["seeker"]),
-                            actor_horizon_len=2, critic_horizon_len=0, critic_transd=False)
+                            actor_horizon_len=2, critic_horizon_len=0, anchor_delta_critics=False)
     run = run_iql.main(cfg)
     saved = json.loads((run / "record" / "hyper_param.json").read_text())["cocoa"]
-    assert saved["critic_transd"] is False and saved["actor_horizon_len"] == 2
+    assert saved["anchor_delta_critics"] is False and saved["actor_horizon_len"] == 2
 
 
 def test_closest_delta_ablation_runs_without_a_seeker(stages: dict[str, Path]) -> None:
@@ -106,7 +106,7 @@ def test_cocoa_misconfigurations_are_refused(stages: dict[str, Path]) -> None:
         run_cql.main(run_cql.CQLConfig(**base, num_repeat_actions=2,
                                        load_anchor_seeker_path=str(stages["seeker"] / "model")))
     with pytest.raises(ValueError, match="need anchors"):
-        run_cql.main(run_cql.CQLConfig(**base, num_repeat_actions=2, actor_transd=True))
+        run_cql.main(run_cql.CQLConfig(**base, num_repeat_actions=2, anchor_delta_actor=True))
     # dynamics and a seeker trained for another task are refused
     other = dict(base, task="hopper-medium-v2")
     with pytest.raises(ValueError, match=TASK):

@@ -365,7 +365,7 @@ def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, script:
     """
     import importlib
 
-    from offlinerlkit.utils.errors import run_main
+    from offlinerlkit.utils.cli import run_main
 
     module = importlib.import_module(script)
     config_cls = next(v for k, v in vars(module).items()
@@ -416,7 +416,7 @@ BAD_VALUES = [
     ("run_dynamics", ["--holdout_ratio", "0"], "--holdout_ratio must be in (0, 1), got 0.0"),
     ("run_dynamics", ["--dynamics_weight_decay", "-1", "0", "0", "0", "0"],
      "--dynamics_weight_decay values must be at least 0"),
-    ("run_anchor_seeker", ["--asp_epoch", "0"], "--asp_epoch must be at least 1, got 0"),
+    ("run_anchor_seeker", ["--asp_epoch", "0"], "--seeker_epochs must be at least 1, got 0"),
     ("run_anchor_seeker", ["--noise_coef", "-0.1"], "--noise_coef must be at least 0, got -0.1"),
     ("make_dataset", ["--robot", "hopper", "--eval_episodes", "0"],
      "--eval_episodes must be at least 1, got 0"),
@@ -776,7 +776,7 @@ def test_debug_shows_the_traceback_of_a_user_error(how: str) -> None:
 
 def test_a_diverged_training_ends_with_one_line_and_exit_1(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    from offlinerlkit.utils.errors import run_main
+    from offlinerlkit.utils.cli import run_main
 
     data = _data()
     data["actions"][:] = np.nan  # data given in memory are not read by the file checks
@@ -792,7 +792,7 @@ def test_a_diverged_training_ends_with_one_line_and_exit_1(
 
 def test_a_bug_keeps_its_traceback_and_ctrl_c_ends_quietly(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    from offlinerlkit.utils.errors import run_main
+    from offlinerlkit.utils.cli import run_main
 
     monkeypatch.setattr(sys, "argv", ["script.py"])
 

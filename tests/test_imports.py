@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,139 @@ def test_no_test_module_imports_another() -> None:
             offenders += [f"{path.name}: {n}" for n in names
                           if n.split(".")[-1].startswith("test_")]
     assert not offenders, offenders
+
+
+# --- the layer map of docs/ARCHITECTURE.md, imports going one way ---------------------------
+
+#: Left to right: a module may import from its own layer and the layers before it. Groups are
+#: the top-level modules and packages of `offlinerlkit` (docs/ARCHITECTURE.md, "Layers").
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("types", "utils"),
+    ("config", "presets", "reference"),
+    ("datasets", "envs"),
+    ("nets",),
+    ("modules",),
+    ("dynamics",),
+    ("anchor",),
+    ("policy",),
+    ("buffer", "policy_trainer"),
+    ("replica",),
+    ("algorithms",),
+    ("pipeline",),
+    ("run",),
+)
+RANK = {group: rank for rank, groups in enumerate(LAYERS) for group in groups}
+SCRIPTS = frozenset(p.stem for p in (PACKAGE.parent / "run_example").glob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(package: Path = PACKAGE, *, at_import: bool = False) -> dict[str, set[str]]:
+    """Module -> the modules it imports: anywhere in its file (functions and `TYPE_CHECKING`
+    blocks included: an import deferred into a function still runs the same way), or with
+    `at_import` only those its top level runs when it is imported."""
+    graph: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        name = _module_name(path)
+        here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text())
+        nodes = (tree.body if at_import else ast.walk(tree))
+        deps: set[str] = set()
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(here.split(".")[: len(here.split(".")) - node.level + 1])
+                    module = f"{base}.{node.module}" if node.module else base
+                else:
+                    module = node.module or ""
+                deps.add(module)
+        graph[name] = deps
+    return graph
+
+
+def _group(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that go right to left in `LAYERS`, or into `run_example`."""
+    bad = []
+    for module, deps in sorted(graph.items()):
+        if module == "offlinerlkit":
+            continue
+        for dep in sorted(deps):
+            if dep.split(".")[0] in SCRIPTS:
+                bad.append(f"{module} imports the script module {dep}")
+            elif dep.startswith("offlinerlkit.") and RANK[_group(dep)] > RANK[_group(module)]:
+                bad.append(f"{module} ({_group(module)}) imports {dep} ({_group(dep)}), "
+                           "a later layer")
+    return bad
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Cycles among the package's modules (each found once, from its first module).
+
+    Checked on the imports that run at import time: within a layer a deferred import may
+    dispatch back (`utils.tasks.parse_task` -> `utils.minari_task`, which builds a `TaskInfo`).
+    """
+    internal = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(internal[module]):
+            if state.get(dep) == 1:
+                cycles.append(path[path.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[module] = 2
+
+    for module in sorted(internal):
+        if module not in state:
+            visit(module, [module])
+    return cycles
+
+
+def test_every_group_is_in_the_layer_map() -> None:
+    groups = {_group(m) for m in import_graph() if m != "offlinerlkit"}
+    assert groups - set(RANK) == set(), "add the new package to LAYERS and docs/ARCHITECTURE.md"
+
+
+def test_imports_go_one_way() -> None:
+    assert layer_violations(import_graph()) == []
+
+
+def test_only_scripts_use_the_command_line_module() -> None:
+    users = sorted(m for m, deps in import_graph().items()
+                   if "offlinerlkit.utils.cli" in deps and m != "offlinerlkit.utils.cli")
+    assert users == [], "library code takes typed arguments; only scripts parse a command line"
+
+
+def test_no_import_cycles() -> None:
+    assert import_cycles(import_graph(at_import=True)) == []
+
+
+def test_the_layer_checks_catch_what_they_forbid() -> None:
+    graph = {"offlinerlkit.utils.a": {"offlinerlkit.run.setup", "numpy"},
+             "offlinerlkit.run.setup": {"offlinerlkit.utils.a"},
+             "offlinerlkit.policy.x": {"run_cql"}}
+    assert layer_violations(graph) == [
+        "offlinerlkit.policy.x imports the script module run_cql",
+        "offlinerlkit.utils.a (utils) imports offlinerlkit.run.setup (run), a later layer"]
+    assert import_cycles(graph) == [["offlinerlkit.run.setup", "offlinerlkit.utils.a",
+                                     "offlinerlkit.run.setup"]]
+
+
+def test_the_layer_map_is_the_documented_one() -> None:
+    text = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text()
+    block = text.split("## Layers", 1)[1].split("```")[1]
+    for groups in LAYERS:
+        for group in groups:
+            assert re.search(rf"\b{group}\b", block), f"{group} is missing from the layer map"

@@ -144,7 +144,7 @@ def trained(store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         dyn, seeker, cocoa = (Path(result[s]["run"]) for s in ("dynamics", "anchor_seeker", "policy"))
         tiny = dict(TINY_SCRIPT, log_dir=str(log))
         cocoa_models = dict(load_dynamics_path=str(dyn / "model"),
-                            load_anchor_seeker_path=str(seeker / "model"), tr_hidden_dims=(8, 8),
+                            load_anchor_seeker_path=str(seeker / "model"), fg_hidden_dims=(8, 8),
                             embedding_dim=2)
         model_based = dict(tiny, load_dynamics_path=str(dyn / "model"), rollout_batch_size=32,
                            rollout_freq=2, dynamics_hidden_dims=(16, 16), num_ensemble=3,

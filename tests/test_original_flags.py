@@ -14,8 +14,8 @@ import pytest
 from policy_helpers import make_tiny_dynamics
 
 from offlinerlkit.dynamics.io import save_dynamics
+from offlinerlkit.run import load_anchor_dynamics
 from offlinerlkit.utils.cli import build_parser, parse_config
-from offlinerlkit.utils.experiment import load_anchor_dynamics
 from offlinerlkit.utils.tasks import parse_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_example"))

@@ -194,7 +194,7 @@ def _rows(run: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("cocoa", [False, True], ids=["alone", "cocoa"])
 def test_script_end_to_end(tmp_path: Path, data_file: Path, cocoa: bool) -> None:
-    extra = dict(anchor_mode="closest_delta", tr_hidden_dims=(8,), embedding_dim=2) if cocoa else {}
+    extra = dict(anchor_mode="closest_delta", fg_hidden_dims=(8,), embedding_dim=2) if cocoa else {}
     run = run_td3bc.main(run_td3bc.TD3BCConfig(**COMMON, dataset_path=str(data_file),
                                                log_dir=str(tmp_path), **extra))
     rows = _rows(run)

@@ -66,26 +66,28 @@ def build_anchor_setup(options: CocoaOptions, *, sizes: Optional[CocoaSizes], ta
         device: where the seeker goes.
         generator: random source of the closest-delta ablation.
     """
-    actor_transd, critic_transd = options.actor_transd, options.critic_transd
+    actor_delta, critic_delta = options.anchor_delta_actor, options.anchor_delta_critics
     if not options.use_cocoa:
-        if actor_transd or critic_transd:
-            raise CocoaSetupError("--actor_transd/--critic_transd need anchors: pass "
+        if actor_delta or critic_delta:
+            raise CocoaSetupError("--anchor_delta_actor/--anchor_delta_critics (the original's "
+                                  "--actor_transd/--critic_transd) need anchors: pass "
                                   "--load_anchor_seeker_path (and --load_dynamics_path)")
         return AnchorSetup()
-    actor_transd = True if actor_transd is None else actor_transd
-    critic_transd = True if critic_transd is None else critic_transd
-    if not (actor_transd or critic_transd):
-        raise CocoaSetupError("COCOA is on but --actor_transd and --critic_transd are both off; "
-                              "drop --load_anchor_seeker_path for a plain run")
+    actor_delta = True if actor_delta is None else actor_delta
+    critic_delta = True if critic_delta is None else critic_delta
+    if not (actor_delta or critic_delta):
+        raise CocoaSetupError("COCOA is on but --anchor_delta_actor and --anchor_delta_critics "
+                              "are both off; drop --load_anchor_seeker_path for a plain run")
     if sizes is None:
         raise CocoaSetupError("this algorithm has no COCOA variant: drop the COCOA options")
-    tr_default, embed_default, backbone = sizes
-    encoder = EncoderOptions(cocoa=True, tr_hidden_dims=options.tr_hidden_dims or tr_default,
+    fg_default, embed_default, backbone = sizes
+    encoder = EncoderOptions(cocoa=True, fg_hidden_dims=options.fg_hidden_dims or fg_default,
                              embedding_dim=options.embedding_dim or embed_default,
-                             fg_layernorm=options.fg_layernorm_resolved)
+                             fg_layernorm=options.fg_layernorm)
     record: dict[str, Any] = {"cocoa": True, "anchor_mode": options.anchor_mode,
-                              "actor_transd": actor_transd, "critic_transd": critic_transd,
-                              "tr_hidden_dims": list(encoder.tr_hidden_dims),
+                              "anchor_delta_actor": actor_delta,
+                              "anchor_delta_critics": critic_delta,
+                              "fg_hidden_dims": list(encoder.fg_hidden_dims),
                               "embedding_dim": encoder.embedding_dim,
                               "fg_layernorm": encoder.fg_layernorm}
     if options.anchor_mode == "rollout":
@@ -109,9 +111,9 @@ def build_anchor_setup(options: CocoaOptions, *, sizes: Optional[CocoaSizes], ta
             obs, sample_size=options.closest_obs_sample_size, generator=generator)
         record.update(closest_obs_sample_size=options.closest_obs_sample_size)
     return AnchorSetup(
-        actor_anchor_fn=actor_fn if actor_transd else None,
-        critic_anchor_fn=critic_fn if critic_transd else None,
-        actor_encoder=encoder if actor_transd else PLAIN,
-        critic_encoder=encoder if critic_transd else PLAIN,
+        actor_anchor_fn=actor_fn if actor_delta else None,
+        critic_anchor_fn=critic_fn if critic_delta else None,
+        actor_encoder=encoder if actor_delta else PLAIN,
+        critic_encoder=encoder if critic_delta else PLAIN,
         backbone_dims=backbone, record=record,
     )

@@ -1,7 +1,7 @@
 """Builders that assemble encoders, actors and critics from plain options.
 
 The plain algorithms and their COCOA variants differ only in the encoder: `cocoa=False` gives an
-`IdentityEncoder`, `cocoa=True` an `AnchorDeltaEncoder` (spec 6) with `tr_hidden_dims`,
+`IdentityEncoder`, `cocoa=True` an `AnchorDeltaEncoder` (spec 6) with `fg_hidden_dims`,
 `embedding_dim` and the f/g LayerNorm switch. Everything else is shared.
 """
 from __future__ import annotations
@@ -25,13 +25,13 @@ class EncoderOptions:
 
     Attributes:
         cocoa: anchor + delta (bilinear) encoder instead of the raw input.
-        tr_hidden_dims: f/g hidden widths; the last is the bilinear feature width `T`.
+        fg_hidden_dims: f/g hidden widths; the last is the bilinear feature width `T`.
         embedding_dim: block size `D` of the bilinear product.
-        fg_layernorm: LayerNorms inside f and g (the original's `asp_layernorm`).
+        fg_layernorm: LayerNorms inside f and g (`--fg_layernorm`; the original's `asp_layernorm`).
     """
 
     cocoa: bool = False
-    tr_hidden_dims: tuple[int, ...] = (64, 64)
+    fg_hidden_dims: tuple[int, ...] = (64, 64)
     embedding_dim: int = 4
     fg_layernorm: bool = True
 
@@ -44,7 +44,7 @@ def build_encoder(obs_dim: int, extra_dim: int, options: EncoderOptions, *, num_
     """The encoder of one network (or of an ensemble of `num_members` critics)."""
     if not options.cocoa:
         return IdentityEncoder(obs_dim, extra_dim)
-    return AnchorDeltaEncoder(obs_dim, extra_dim, options.tr_hidden_dims, options.embedding_dim,
+    return AnchorDeltaEncoder(obs_dim, extra_dim, options.fg_hidden_dims, options.embedding_dim,
                               num_members=num_members, layernorm=options.fg_layernorm, init=init)
 
 

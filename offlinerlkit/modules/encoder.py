@@ -45,17 +45,17 @@ class AnchorDeltaEncoder(nn.Module):
     """COCOA's transductive encoding `h_t = <f_t(delta), g_t(anchor)>` (paper Sec. 3, spec 6.1-6.2).
 
     `delta = obs - anchor`. Two MLPs with the same shape and separate weights,
-    `f, g: in -> tr_hidden_dims -> T*D` (hidden blocks `Linear -> ReLU -> (LN)`, output
+    `f, g: in -> fg_hidden_dims -> T*D` (hidden blocks `Linear -> ReLU -> (LN)`, output
     `Linear -> (LN)`), map `[delta, extra]` and `[anchor, extra]` to `T` blocks of `D` numbers;
     feature `t` is the dot product of block `t` of f with block `t` of g. For Q critics the
-    action is appended to both inputs (`extra`). `T = tr_hidden_dims[-1]`, `D = embedding_dim`.
+    action is appended to both inputs (`extra`). `T = fg_hidden_dims[-1]`, `D = embedding_dim`.
 
     Shapes: obs, anchor `[B, S]`, extra `[B, k]` or None -> `[E, B, T]` (E = num_members).
 
     Args:
         obs_dim: observation size `S`.
         extra_dim: size `k` of the extra input (action for Q critics, else 0).
-        hidden_dims: `tr_hidden_dims` of f and g; the last one is the feature width `T`.
+        hidden_dims: `fg_hidden_dims` of f and g; the last one is the feature width `T`.
         embedding_dim: block size `D`.
         num_members: number of independent encoders (one per critic of an ensemble).
         layernorm: the LayerNorms of f and g (the original's `asp_layernorm`, on by default).
@@ -72,7 +72,7 @@ class AnchorDeltaEncoder(nn.Module):
                  init: InitMode = "torch_default", fused_head: bool = True) -> None:
         super().__init__()
         if not hidden_dims:
-            raise ValueError("AnchorDeltaEncoder needs at least one tr_hidden_dims entry")
+            raise ValueError("AnchorDeltaEncoder needs at least one fg_hidden_dims entry")
         self.obs_dim, self.extra_dim = int(obs_dim), int(extra_dim)
         self.num_features, self.embedding_dim = int(hidden_dims[-1]), int(embedding_dim)
         self.output_dim = self.num_features

@@ -15,7 +15,8 @@ stage configuration from the same data:
 * its final file exists in `model/` (a stopped run has none and is not reused).
 
 Values are compared after a JSON round trip (tuples become lists), exactly as the record stores
-them. When several artifacts match, the newest run directory wins.
+them; a record's former field names are read as today's (`utils.fields.upgrade_saved`: e.g.
+`tr_hidden_dims` is `fg_hidden_dims`), so renaming a field does not retrain anything. When several artifacts match, the newest run directory wins.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from offlinerlkit.config import CommonConfig, DynamicsOptions
+from offlinerlkit.utils.fields import upgrade_saved
 from offlinerlkit.utils.run_dir import safe_name
 from offlinerlkit.utils.run_record import read_hyper_params
 
@@ -155,13 +157,15 @@ def _candidate_runs(log_dir: Path, task: str) -> list[Path]:
 
 
 def _matches(record: Mapping[str, Any], kind: ArtifactKind, fields: Mapping[str, Any],
-             dataset_source: str) -> bool:
+             dataset_source: str, config_cls: type) -> bool:
+    """Whether a run's record holds `fields` (its former field names read as today's)."""
     if record.get("stage") != kind.stage:
         return False
     source = record.get("dataset_source")
     if source != dataset_source or source == IN_MEMORY_SOURCE:
         return False
-    saved = {**{k: v for k, v in ADDED_FIELD_DEFAULTS.items() if k in fields}, **record["config"]}
+    saved = {**{k: v for k, v in ADDED_FIELD_DEFAULTS.items() if k in fields},
+             **upgrade_saved(config_cls, record["config"])}
     if kind.stage is None:
         # policy runs: the same script, i.e. the same set of compared fields
         saved_keys = set(saved) - IGNORED_FIELDS - kind.extra_ignored
@@ -185,7 +189,7 @@ def find_artifact(log_dir: str | Path, kind: ArtifactKind, config: CommonConfig,
         if not (run / "model" / kind.model_file).is_file():
             continue
         record = read_record(run)
-        if record is not None and _matches(record, kind, fields, dataset_source):
+        if record is not None and _matches(record, kind, fields, dataset_source, type(config)):
             return run
     return None
 
@@ -232,7 +236,7 @@ def find_policy_run(log_dir: str | Path, config: CommonConfig, *, epochs: int,
     best: Optional[PolicyRunState] = None
     for run in _candidate_runs(Path(log_dir), config.task):
         record = read_record(run)
-        if record is None or not _matches(record, POLICY, fields, dataset_source):
+        if record is None or not _matches(record, POLICY, fields, dataset_source, type(config)):
             continue
         done = completed_epochs(run)
         if done > epochs:

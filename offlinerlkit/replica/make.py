@@ -49,7 +49,7 @@ from offlinerlkit.replica.sampling import (
     sample_level,
 )
 from offlinerlkit.types import EnvSpec
-from offlinerlkit.utils.cli import opt
+from offlinerlkit.utils.fields import opt
 from offlinerlkit.utils.tasks import ROBOTS, TaskInfo, normalized_score, parse_task
 
 if TYPE_CHECKING:

@@ -5,7 +5,10 @@ original scripts' other spellings (short forms such as `-ldp`, or older names su
 `--n_ensemble`), so commands written for the paper's code keep working. Booleans accept the
 original's forms: a bare `--flag` means True, `--flag True/False/1/0/yes/no` sets the value.
 
-Only the run scripts call `parse_config`; library code takes typed arguments.
+Every run script ends with `run_main(main, ConfigClass)`: it parses the command line into the
+config and ends on an error as `utils.errors` says. Only the run scripts call `parse_config` and
+`run_main`; library code takes typed arguments and never imports this module (the fields'
+metadata lives in `utils.fields`).
 """
 from __future__ import annotations
 
@@ -13,46 +16,31 @@ import argparse
 import copy
 import dataclasses
 import math
-import types
+import os
+import sys
 import typing
-from collections.abc import Sequence
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Literal,
-    NoReturn,
-    TypeVar,
-    Union,
-    get_args,
-    get_origin,
-    get_type_hints,
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, NoReturn, Optional, TypeVar, get_args, get_origin, get_type_hints
+
+from offlinerlkit.utils.errors import DEBUG_ENV, DEBUG_FLAG, describe, exit_code
+from offlinerlkit.utils.fields import (
+    config_from_dict,
+    config_to_dict,
+    field_default,
+    field_values,
+    opt,
+    unwrap_optional,
 )
+from offlinerlkit.utils.resume import resumed_config
 
-if TYPE_CHECKING:  # types.py imports torch; this module must stay light
-    from offlinerlkit.types import DataclassInstance
-
+__all__ = ["EPILOG", "build_parser", "config_from_dict", "config_to_dict", "opt", "parse_config",
+           "run_main", "str2bool"]
 
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
-
-
-def opt(default: Any = dataclasses.MISSING, help: str = "", *aliases: str, **kwargs: Any) -> Any:
-    """A dataclass field with CLI help text and extra flag spellings.
-
-    Args:
-        default: the default value (lists and dicts are wrapped in a default factory).
-        help: one line shown by `--help`.
-        *aliases: other accepted flags, e.g. `"-ldp"` or `"--n_ensemble"`.
-        **kwargs: passed on to `dataclasses.field`.
-    """
-    metadata = {"help": help, "aliases": tuple(aliases)}
-    if isinstance(default, (list, dict, set)):
-        value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata,
-                                 **kwargs)
-    return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
 def str2bool(text: str) -> bool:
@@ -63,15 +51,6 @@ def str2bool(text: str) -> bool:
     if value in _FALSE:
         return False
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0/yes/no), got {text!r}")
-
-
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    origin = get_origin(tp)
-    if origin is Union or (hasattr(types, "UnionType") and origin is types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(get_args(tp)) == 2:
-            return args[0], True
-    return tp, False
 
 
 def _none_or(parse: Any) -> Any:
@@ -85,11 +64,10 @@ def _none_or(parse: Any) -> Any:
 def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any) -> None:
     flags = [f"--{f.name}", *f.metadata.get("aliases", ())]
     help_text = f.metadata.get("help", "")
-    default = (f.default if f.default is not dataclasses.MISSING
-               else f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
-               else None)
+    default = field_default(f)
+    default = None if default is dataclasses.MISSING else default
     kwargs: dict[str, Any] = {"dest": f.name, "default": default}
-    base, optional = _unwrap_optional(tp)
+    base, optional = unwrap_optional(tp)
     origin = get_origin(base)
     if base is bool:
         kwargs.update(nargs="?", const=True, type=str2bool, metavar="BOOL")
@@ -116,7 +94,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
-#: Shown under every script's --help (the flag is handled by `utils.errors.run_main`).
+#: Shown under every script's --help (the flag is handled by `run_main`).
 EPILOG = ("Errors in the options, task, data or files print one line and exit 2 (1 when the "
           "machine refused, e.g. a full disk); --debug (or COCOA_DEBUG=1) shows the traceback.")
 
@@ -145,14 +123,12 @@ def parse_config(config_cls: type[T], argv: Sequence[str] | None = None) -> T:
     """
     parser = build_parser(config_cls)
     namespace = parser.parse_args(argv)
-    values = _values(config_cls, vars(namespace))
+    values = field_values(config_cls, vars(namespace))
     try:
         _check_finite(values)
         config = config_cls(**values)
         if getattr(config, "resume", None):
-            from offlinerlkit.utils.resume import resumed_config
-
-            given = _values(config_cls, vars(_explicit(parser, argv)))
+            given = field_values(config_cls, vars(_explicit(parser, argv)))
             config = resumed_config(config, given=given)
         return config
     except (TypeError, ValueError, FileNotFoundError) as err:
@@ -172,21 +148,6 @@ def _show(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
-def _values(config_cls: type, parsed: dict[str, Any]) -> dict[str, Any]:
-    """Parsed values by field name, lists turned into tuples for tuple fields."""
-    hints = get_type_hints(config_cls)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(config_cls):
-        if not f.init or f.name not in parsed:
-            continue
-        value = parsed[f.name]
-        base, _ = _unwrap_optional(hints[f.name])
-        if get_origin(base) in (tuple, typing.Tuple) and isinstance(value, list):  # noqa: UP006
-            value = tuple(value)
-        values[f.name] = value
-    return values
-
-
 def _explicit(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Only the options written on the command line (every default suppressed)."""
     quiet = copy.deepcopy(parser)
@@ -195,26 +156,21 @@ def _explicit(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> ar
     return quiet.parse_args(argv)
 
 
-def config_to_dict(config: DataclassInstance) -> dict[str, Any]:
-    """A JSON-friendly dict of a (possibly nested) config dataclass."""
-    return dataclasses.asdict(config)
-
-
-def config_from_dict(config_cls: type[T], data: dict[str, Any], *, strict: bool = False) -> T:
-    """Rebuild a config from a dict such as `record/hyper_param.json`.
-
-    Unknown keys are ignored unless `strict`; lists are turned back into tuples for tuple fields.
-    """
-    hints = get_type_hints(config_cls)
-    names = {f.name for f in dataclasses.fields(config_cls) if f.init}
-    unknown = set(data) - names
-    if strict and unknown:
-        raise ValueError(f"unknown config keys for {config_cls.__name__}: {sorted(unknown)}")
-    values: dict[str, Any] = {}
-    for name in names & set(data):
-        value = data[name]
-        base, _ = _unwrap_optional(hints[name])
-        if get_origin(base) in (tuple, typing.Tuple) and isinstance(value, list):  # noqa: UP006
-            value = tuple(value)
-        values[name] = value
-    return config_cls(**values)
+def run_main(main: Callable[..., Any], config_cls: Optional[type[T]] = None) -> None:
+    """Every script's entry: run its `main` (with its parsed config when `config_cls` is
+    given) and end as `utils.errors` says: one line and exit 2 or 1 for user and machine
+    errors, a traceback for bugs, every traceback with `--debug` or `COCOA_DEBUG=1`."""
+    debug = DEBUG_FLAG in sys.argv[1:] or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != DEBUG_FLAG]
+    try:
+        if config_cls is None:
+            main()
+        else:
+            main(parse_config(config_cls))
+    except (Exception, KeyboardInterrupt) as exc:
+        code = exit_code(exc)
+        if debug or code is None:
+            raise
+        sys.stdout.flush()
+        print(f"{Path(sys.argv[0]).name}: error: {describe(exc)}", file=sys.stderr, flush=True)
+        sys.exit(code)

@@ -1,6 +1,6 @@
 """How the run scripts end on an error: one line for the user's mistakes, a traceback for bugs.
 
-Every `run_example/*.py` ends with `run_main(main, ConfigClass)`. An exception that leaves
+Every `run_example/*.py` ends with `utils.cli.run_main(main, ConfigClass)`. An exception that leaves
 `main` is classified (`exit_code`):
 
 * **the user's input** (exit 2): an error of the `UserError` family (bad task, dataset, file,
@@ -16,7 +16,7 @@ The first two print `<script>: error: <message>` on stderr without a traceback. 
 the command line (removed before parsing) or the environment variable `COCOA_DEBUG=1` shows
 the traceback of every error. Ctrl-C ends with `interrupted` and exit 130.
 
-Only scripts call `run_main`; it reads `sys.argv` and `COCOA_DEBUG` (documented in
+Only scripts call `run_main` (in `utils.cli`); it reads `sys.argv` and `COCOA_DEBUG` (documented in
 docs/ARCHITECTURE.md). Library code only raises.
 """
 from __future__ import annotations
@@ -24,15 +24,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn, Optional, TypeVar
+from typing import Optional
 
 __all__ = ["DEBUG_ENV", "DEBUG_FLAG", "FAILURE_EXIT", "USAGE_EXIT", "UserError", "describe",
-           "environment_error", "exit_code", "naming_path", "run_main", "with_path"]
-
-C = TypeVar("C")
+           "environment_error", "exit_code", "naming_path", "with_path"]
 
 #: Environment variable that shows tracebacks of every error (any value but "" and "0").
 DEBUG_ENV = "COCOA_DEBUG"
@@ -162,29 +159,3 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         text = str(exc.args[0])
     return text or type(exc).__name__
-
-
-def run_main(main: Callable[..., Any], config_cls: Optional[type[C]] = None) -> None:
-    """Run a script's `main` (with its parsed config when `config_cls` is given) and end as the
-    module docstring says: one line and exit 2 or 1 for user and machine errors, a traceback for
-    bugs, every traceback with `--debug` or `COCOA_DEBUG=1`."""
-    debug = DEBUG_FLAG in sys.argv[1:] or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != DEBUG_FLAG]
-    try:
-        if config_cls is None:
-            main()
-        else:
-            from offlinerlkit.utils.cli import parse_config
-
-            main(parse_config(config_cls))
-    except (Exception, KeyboardInterrupt) as exc:
-        code = exit_code(exc)
-        if debug or code is None:
-            raise
-        _fail(code, describe(exc))
-
-
-def _fail(code: int, message: str) -> NoReturn:
-    sys.stdout.flush()
-    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)

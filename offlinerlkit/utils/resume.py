@@ -20,8 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
-from offlinerlkit.utils.cli import config_from_dict
 from offlinerlkit.utils.errors import UserError
+from offlinerlkit.utils.fields import config_from_dict, field_default
 from offlinerlkit.utils.run_record import HYPER_PARAM_FILE, read_hyper_params
 
 if TYPE_CHECKING:  # types.py imports torch; this module must stay light
@@ -45,9 +45,7 @@ def changed_fields(config: DataclassInstance) -> dict[str, Any]:
     for f in dataclasses.fields(config):
         if not f.init:
             continue
-        default = (f.default if f.default is not dataclasses.MISSING
-                   else f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
-                   else dataclasses.MISSING)
+        default = field_default(f)
         value = getattr(config, f.name)
         if default is dataclasses.MISSING or value != default:
             changed[f.name] = value
