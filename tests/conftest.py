@@ -10,7 +10,12 @@ test carries the `device` marker, so `pytest -m device --device cuda` runs exact
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,9 +58,11 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(previous)
 
 
-@pytest.fixture
-def device(request: pytest.FixtureRequest) -> "torch.device":
-    """The `--device` device; a CUDA request skips where CUDA is absent (never falls back)."""
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """The `--device` device; a CUDA request skips where CUDA is absent (never falls back).
+
+    Session-scoped, so module fixtures (a model trained once per module) can take it too."""
     import torch
 
     name = request.config.getoption("--device")

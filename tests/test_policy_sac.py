@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from device_helpers import assert_same, close_kw, same_floats
 from policy_helpers import (
     ACTION_DIM,
     OBS_DIM,
@@ -22,7 +23,6 @@ from policy_helpers import (
     tiny_batch,
     torch_threads,
 )
-from device_helpers import assert_same, close_kw, same_floats
 from torch import nn
 
 from offlinerlkit.policy.anchors import AnchorPair, Anchors, CountingAnchorFn, repeat_rows
