@@ -51,7 +51,7 @@ def test_unknown_options_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cpu_dry_run_completes_and_reports_every_step(tmp_path: Path) -> None:
-    """1 to 2.5 minutes on the busy 2-core CPU (64 s and 141 s measured), hence slow."""
+    """1 to 2.5 minutes on the busy 2-core CPU (49, 64 and 141 s measured), hence slow."""
     proc = run_check(tmp_path, timeout=900, DEVICE="cpu")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = (tmp_path / "out" / "gpu_report.md").read_text()
