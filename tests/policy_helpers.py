@@ -79,11 +79,12 @@ def make_tiny_dynamics(obs_dim: int = OBS_DIM, action_dim: int = ACTION_DIM, *,
                        direction: Literal["forward", "reverse"] = "forward",
                        hidden: Sequence[int] = (8,), num_members: int = 3, num_elites: int = 2,
                        elites: Optional[Sequence[int]] = None, eval_mode: bool = False,
-                       **model_kw: Any) -> EnsembleDynamics:
+                       device: torch.device | str = "cpu", **model_kw: Any) -> EnsembleDynamics:
     """A small `GaussianEnsemble` wrapped as forward (`S + 1` outputs) or reverse (`S`) dynamics.
 
     `elites` sets the elite members; `eval_mode` puts the ensemble in eval mode; `model_kw` go
-    to `GaussianEnsemble` (e.g. `weight_decays`).
+    to `GaussianEnsemble` (e.g. `weight_decays`). The weights are drawn on the CPU and then moved
+    to `device`, so every device sees the same numbers.
     """
     out_dim = obs_dim + int(direction == "forward")
     model = GaussianEnsemble(obs_dim + action_dim, out_dim, tuple(hidden), num_members=num_members,
@@ -92,7 +93,7 @@ def make_tiny_dynamics(obs_dim: int = OBS_DIM, action_dim: int = ACTION_DIM, *,
         model.eval()
     if elites is not None:
         model.set_elites(list(elites))
-    return EnsembleDynamics(model, direction=direction)
+    return EnsembleDynamics(model.to(device), direction=direction)
 
 
 def scaled_anchor_fn(scale: float = 0.9) -> CountingAnchorFn:
@@ -101,15 +102,17 @@ def scaled_anchor_fn(scale: float = 0.9) -> CountingAnchorFn:
 
 
 def tiny_batch(obs_dim: int = OBS_DIM, action_dim: int = ACTION_DIM, batch_size: int = 8, *,
-               seed: int = 0, done_every: int = 4) -> Batch:
-    """A fixed random batch (rewards around 1, every `done_every`-th row terminal)."""
+               seed: int = 0, done_every: int = 4, device: torch.device | str = "cpu") -> Batch:
+    """A fixed random batch (rewards around 1, every `done_every`-th row terminal).
+
+    Drawn on the CPU and then moved to `device`, so every device sees the same numbers."""
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn(batch_size, obs_dim, generator=g)
     action = torch.rand(batch_size, action_dim, generator=g) * 2 - 1
     next_obs = obs + 0.1 * torch.randn(batch_size, obs_dim, generator=g)
     reward = 1.0 + torch.randn(batch_size, 1, generator=g)
     done = (torch.arange(batch_size) % done_every == done_every - 1).float().unsqueeze(-1)
-    return Batch(obs=obs, action=action, reward=reward, next_obs=next_obs, done=done)
+    return Batch(obs=obs, action=action, reward=reward, next_obs=next_obs, done=done).to(device)
 
 
 def snapshot(module: nn.Module) -> dict[str, Tensor]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from device_helpers import close_kw
 from policy_helpers import make_tiny_dynamics
 
 from offlinerlkit.anchor import (
@@ -19,45 +20,49 @@ from offlinerlkit.policy.anchors import Anchors
 S, A = 3, 2
 
 
-def _dynamics(direction: str = "forward", seed: int = 0) -> EnsembleDynamics:
+def _dynamics(direction: str = "forward", seed: int = 0, device="cpu") -> EnsembleDynamics:
     torch.manual_seed(seed)
-    return make_tiny_dynamics(S, A, direction=direction, elites=[2, 0], eval_mode=True)
+    return make_tiny_dynamics(S, A, direction=direction, elites=[2, 0], eval_mode=True, device=device)
 
 
-def _seeker(seed: int = 1) -> AnchorSeeker:
+def _seeker(seed: int = 1, device="cpu") -> AnchorSeeker:
     torch.manual_seed(seed)
-    return AnchorSeeker(S, A, (8, 8)).requires_grad_(False).eval()
+    return AnchorSeeker(S, A, (8, 8)).requires_grad_(False).eval().to(device)
 
 
-def _obs(n: int = 40, seed: int = 2) -> torch.Tensor:
-    return torch.randn(n, S, generator=torch.Generator().manual_seed(seed))
+def _obs(n: int = 40, seed: int = 2, device="cpu") -> torch.Tensor:
+    """Drawn on the CPU, then moved: every device sees the same states."""
+    return torch.randn(n, S, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
 # --- rollout anchors ---
-def test_rollout_anchor_is_the_elite_mean_rollout_of_the_seeker():
-    dynamics, seeker, obs = _dynamics(), _seeker(), _obs()
+def test_rollout_anchor_is_the_elite_mean_rollout_of_the_seeker(device):
+    dynamics, seeker, obs = _dynamics(device=device), _seeker(device=device), _obs(device=device)
     fn = rollout_anchor_fn(seeker, dynamics, horizon=3)
     expected = obs
     for _ in range(3):
         expected = dynamics.step(expected, seeker(expected), sampling="elite_mean")[0]
-    torch.testing.assert_close(fn(obs), expected)
+    torch.testing.assert_close(fn(obs), expected, **close_kw(device, rtol=1.3e-6, atol=1e-5))
     assert fn(obs).dtype == torch.float32 and fn(obs).shape == obs.shape
+    assert fn(obs).device == obs.device
 
 
-def test_rollout_anchor_is_deterministic_and_gradient_free():
-    fn = rollout_anchor_fn(_seeker(), _dynamics(), horizon=2)
-    obs = _obs().requires_grad_(True)
+def test_rollout_anchor_is_deterministic_and_gradient_free(device):
+    fn = rollout_anchor_fn(_seeker(device=device), _dynamics(device=device), horizon=2)
+    obs = _obs(device=device).requires_grad_(True)
     first, second = fn(obs), fn(obs)
-    assert torch.equal(first, second)
+    assert torch.equal(first, second)  # the same kernels on the same rows: exact on CUDA too
     assert not first.requires_grad
-    torch.testing.assert_close(fn(obs[:7]), first[:7])  # a row's anchor ignores the other rows
+    # a row's anchor ignores the other rows (CUDA: another row count may pick another kernel)
+    torch.testing.assert_close(fn(obs[:7]), first[:7], **close_kw(device, rtol=1.3e-6, atol=1e-5))
     pair = Anchors(fn, fn)(obs)  # what the policies call: computed once, shared
     assert pair.actor is pair.critic and torch.equal(pair.actor, first)
 
 
-def test_horizon_zero_is_the_identity():
-    obs = _obs()
-    assert torch.equal(rollout_anchor_fn(_seeker(), _dynamics(), horizon=0)(obs), obs)
+def test_horizon_zero_is_the_identity(device):
+    obs = _obs(device=device)
+    fn = rollout_anchor_fn(_seeker(device=device), _dynamics(device=device), horizon=0)
+    assert torch.equal(fn(obs), obs)
 
 
 def test_rollout_anchor_fn_is_a_small_readable_callable():
@@ -131,12 +136,12 @@ def test_closest_delta_is_random_but_reproducible():
 
 # --- the bilinear encoder (spec §6.2, §14 item 5) ---
 @pytest.mark.parametrize("extra_dim,members", [(0, 1), (A, 1), (A, 2)])
-def test_anchor_delta_encoder_is_a_blockwise_dot_product(extra_dim, members):
+def test_anchor_delta_encoder_is_a_blockwise_dot_product(extra_dim, members, device):
     torch.manual_seed(0)
     hidden, embedding = (16, 6), 4
-    encoder = AnchorDeltaEncoder(S, extra_dim, hidden, embedding, num_members=members)
-    obs, anchor = _obs(10, 1), _obs(10, 2)
-    extra = torch.randn(10, extra_dim) if extra_dim else None
+    encoder = AnchorDeltaEncoder(S, extra_dim, hidden, embedding, num_members=members).to(device)
+    obs, anchor = _obs(10, 1, device), _obs(10, 2, device)
+    extra = torch.randn(10, extra_dim).to(device) if extra_dim else None
     out = encoder(obs, anchor, extra)
     delta = obs - anchor
     if extra is not None:
@@ -144,4 +149,5 @@ def test_anchor_delta_encoder_is_a_blockwise_dot_product(extra_dim, members):
     f, g = encoder.delta_net(delta), encoder.anchor_net(anchor)  # [E, B, T * D]
     t = hidden[-1]
     assert encoder.output_dim == t and out.shape == (members, 10, t)
-    torch.testing.assert_close(out, (f * g).reshape(members, 10, t, embedding).sum(-1))
+    torch.testing.assert_close(out, (f * g).reshape(members, 10, t, embedding).sum(-1),
+                               **close_kw(device, rtol=1.3e-6, atol=1e-5))

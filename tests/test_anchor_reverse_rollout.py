@@ -40,9 +40,9 @@ class LinearReverseStub:
         return obs + action @ self.weight, None, torch.zeros(obs.shape[0], 1, dtype=torch.bool), {}
 
 
-def _reverse_model(seed: int = 0) -> EnsembleDynamics:
+def _reverse_model(seed: int = 0, device="cpu") -> EnsembleDynamics:
     torch.manual_seed(seed)
-    return make_tiny_dynamics(S, A, direction="reverse", eval_mode=True)
+    return make_tiny_dynamics(S, A, direction="reverse", eval_mode=True, device=device)
 
 
 def _starts(n: int, seed: int = 0) -> torch.Tensor:
@@ -50,8 +50,10 @@ def _starts(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def _roll(dynamics, n: int, *, seed: int = 1, **kwargs):
+    """The rollouts of `_starts(n)` (CPU tensors: the function moves them to the model's device)."""
+    generator = torch.Generator(device=dynamics.device).manual_seed(seed)
     kwargs = {"rollout_length": 5, "scale_coef": 0.8, "noise_coef": 0.02, "progress": False,
-              "generator": torch.Generator().manual_seed(seed), **kwargs}
+              "generator": generator, **kwargs}
     return divergent_reverse_rollouts(dynamics, _starts(n), ACTIONS, **kwargs)
 
 
@@ -64,10 +66,10 @@ def test_layout_is_step_major_within_blocks_in_dataset_order():
 
 
 @pytest.mark.parametrize("block_size,chunk_size", [(8, 4), (8, 1000), (None, 7)])
-def test_every_start_contributes_a_linked_chain(block_size, chunk_size):
+def test_every_start_contributes_a_linked_chain(block_size, chunk_size, device):
     n, length = 21, 5
     starts = _starts(n)
-    data = _roll(_reverse_model(), n, block_size=block_size, chunk_size=chunk_size)
+    data = _roll(_reverse_model(device=device), n, block_size=block_size, chunk_size=chunk_size)
     assert set(data) == {"observations", "actions", "next_observations", "rewards", "terminals",
                          "infos/step"}
     assert data["infos/step"] is None
@@ -85,9 +87,9 @@ def test_every_start_contributes_a_linked_chain(block_size, chunk_size):
     assert not np.allclose(data["observations"][pos[0]], starts.numpy())  # the model moved them
 
 
-def test_each_chain_follows_one_dataset_direction_with_fresh_noise():
+def test_each_chain_follows_one_dataset_direction_with_fresh_noise(device):
     n, noise = 200, 0.02
-    data = _roll(_reverse_model(), n, noise_coef=noise)
+    data = _roll(_reverse_model(device=device), n, noise_coef=noise)
     chains = data["actions"][imagination_layout(n, 5, 256)]  # [L, N, A]
     targets = 0.8 * ACTIONS  # [5, A]
     # distance of every chain's actions to every scaled dataset action: [N, 5]
@@ -106,8 +108,9 @@ def test_actions_are_clipped_to_the_action_box():
     assert np.abs(data["actions"]).max() <= 0.5
 
 
-def test_same_generator_seed_gives_the_same_rollouts():
-    a, b = _roll(_reverse_model(), 30, seed=5), _roll(_reverse_model(), 30, seed=5)
+def test_same_generator_seed_gives_the_same_rollouts(device):
+    a = _roll(_reverse_model(device=device), 30, seed=5)
+    b = _roll(_reverse_model(device=device), 30, seed=5)
     for key in ("observations", "actions", "next_observations"):
         np.testing.assert_array_equal(a[key], b[key])
 

@@ -100,12 +100,12 @@ def test_key_layout_matches_the_original(layernorm, keys):
     torch.testing.assert_close(seeker(obs), original(obs))
 
 
-def test_output_is_tanh_scaled_by_max_action():
+def test_output_is_tanh_scaled_by_max_action(device):
     torch.manual_seed(0)
-    seeker = AnchorSeeker(S, A, (8,), max_action=2.0)
+    seeker = AnchorSeeker(S, A, (8,), max_action=2.0).to(device)
     with torch.no_grad():
         seeker.last.weight.mul_(100)  # saturate the tanh
-    out = seeker(_obs())
+    out = seeker(_obs().to(device))
     assert out.shape == (64, A) and out.abs().max() <= 2.0 and out.abs().max() > 1.9
 
 
@@ -130,14 +130,14 @@ def _bc_data(n: int = 512, seed: int = 0):
 
 
 @pytest.mark.parametrize("mode", ["original", "improved"])
-def test_bc_loss_falls(mode):
-    x, y = _bc_data()
+def test_bc_loss_falls(mode, device):
+    x, y = (t.to(device) for t in _bc_data())
     torch.manual_seed(0)
-    seeker = AnchorSeeker(S, A, (32, 32))
+    seeker = AnchorSeeker(S, A, (32, 32)).to(device)
     before = F.mse_loss(seeker(x), y).item()
     seen: list[tuple[int, dict]] = []
     losses = pretrain_seeker(seeker, x, y, epochs=30, batch_size=32, mode=mode, progress=False,
-                             generator=torch.Generator().manual_seed(1),
+                             generator=torch.Generator(device=device).manual_seed(1),
                              on_epoch=lambda e, m: seen.append((e, m)))
     assert losses[-1] < 0.3 * losses[0]
     assert F.mse_loss(seeker(x), y).item() < 0.2 * before

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from device_helpers import assert_same
 from policy_helpers import make_tiny_dynamics
 
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
@@ -24,33 +25,37 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _linear_data(n: int, seed: int) -> dict[str, torch.Tensor]:
-    """`s' = s F + a G` (invertible in s), `r = sum(s') - |a|^2`."""
+def _linear_data(n: int, seed: int, device="cpu") -> dict[str, torch.Tensor]:
+    """`s' = s F + a G` (invertible in s), `r = sum(s') - |a|^2` (drawn on the CPU, then moved)."""
     gen = torch.Generator().manual_seed(seed)
     obs = torch.randn(n, S, generator=gen)
     action = torch.rand(n, A, generator=gen) * 2 - 1
     next_obs = obs @ _F + action @ _G
     reward = next_obs.sum(-1) - action.square().sum(-1)
-    return {"obs": obs, "action": action, "next_obs": next_obs, "reward": reward}
+    data = {"obs": obs, "action": action, "next_obs": next_obs, "reward": reward}
+    return {k: v.to(device) for k, v in data.items()}
 
 
-def _dynamics(direction: str, hidden=(32, 32), members: int = 4, elites: int = 2, seed: int = 0):
+def _dynamics(direction: str, hidden=(32, 32), members: int = 4, elites: int = 2, seed: int = 0,
+              device="cpu"):
     torch.manual_seed(seed)
     decays = [2.5e-5 * (i + 1) for i in range(len(hidden) + 1)]
     return make_tiny_dynamics(S, A, direction=direction, hidden=hidden, num_members=members,
-                              num_elites=elites, weight_decays=decays)
+                              num_elites=elites, weight_decays=decays, device=device)
 
 
 def _fit(dynamics: EnsembleDynamics, data, seed: int = 0, **kwargs) -> FitResult:
+    """A CPU generator on every device: the same splits and batches for the model wherever it is."""
     x, y = dynamics.training_pairs(data["obs"], data["action"], data["next_obs"], data["reward"])
     kwargs = {"progress": False, **kwargs}
     return fit_ensemble(dynamics, x, y, generator=torch.Generator().manual_seed(seed), **kwargs)
 
 
 @pytest.fixture(scope="module")
-def trained():
-    data = _linear_data(2000, seed=0)
-    forward, reverse = _dynamics("forward", hidden=(64, 64)), _dynamics("reverse", hidden=(64, 64))
+def trained(device):
+    data = _linear_data(2000, seed=0, device=device)
+    forward = _dynamics("forward", hidden=(64, 64), device=device)
+    reverse = _dynamics("reverse", hidden=(64, 64), device=device)
     fwd_result = _fit(forward, data, max_epochs=150)
     rev_result = _fit(reverse, data, max_epochs=150)
     return {"forward": forward, "reverse": reverse, "fwd_result": fwd_result, "rev_result": rev_result}
@@ -65,7 +70,7 @@ def test_holdout_loss_falls_and_forward_model_predicts_heldout_transitions(train
     assert set(history[0]) == {TRAIN_LOSS_KEY, HOLDOUT_LOSS_KEY}
     assert history[-1][HOLDOUT_LOSS_KEY] < 0.05 * history[0][HOLDOUT_LOSS_KEY]
     assert history[-1][TRAIN_LOSS_KEY] < history[0][TRAIN_LOSS_KEY]
-    test = _linear_data(500, seed=1)  # unseen transitions
+    test = _linear_data(500, seed=1, device=trained["forward"].device)  # unseen transitions
     forward = trained["forward"]
     pred = forward.predict_mean(test["obs"], test["action"])
     assert _mse(pred, test["next_obs"]) < 0.01 * float(test["next_obs"].var())
@@ -75,8 +80,8 @@ def test_holdout_loss_falls_and_forward_model_predicts_heldout_transitions(train
 
 def test_reverse_model_inverts_forward_model(trained):
     """Spec §14 item 2: ForwardDet(ReverseDet(s', a), a) ~ s'."""
-    test = _linear_data(500, seed=2)
     forward, reverse = trained["forward"], trained["reverse"]
+    test = _linear_data(500, seed=2, device=forward.device)
     prev_obs = reverse.predict_mean(test["next_obs"], test["action"])
     assert _mse(prev_obs, test["obs"]) < 0.01 * float(test["obs"].var())
     round_trip = forward.predict_mean(prev_obs, test["action"])
@@ -225,15 +230,15 @@ def test_members_get_their_own_bootstrap_rows():
     assert not torch.allclose(weight[0], weight[1]) and not torch.allclose(weight[1], weight[2])
 
 
-def test_same_generator_same_result():
-    data = _linear_data(300, seed=7)
+def test_same_generator_same_result(device):
+    data = _linear_data(300, seed=7, device=device)
     states = []
     for _ in range(2):
-        dynamics = _dynamics("reverse", hidden=(8,), members=3, elites=2, seed=3)
+        dynamics = _dynamics("reverse", hidden=(8,), members=3, elites=2, seed=3, device=device)
         _fit(dynamics, data, seed=9, max_epochs=3)
         states.append(dynamics.model.state_dict())
-    for key, value in states[0].items():
-        assert torch.equal(value, states[1][key]), key
+    for key, value in states[0].items():  # CUDA: atomics in index backward may reorder sums
+        assert_same(device, value, states[1][key], key)
 
 
 def test_fit_validates_arguments():

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
+from device_helpers import close_kw
 from policy_helpers import (
     assert_all_changed,
     assert_finite_floats,
@@ -45,12 +46,13 @@ def make_cql(cocoa: bool, **kw: object) -> CQLPolicy:
 # --- one update ---
 @pytest.mark.parametrize("lagrange", [False, True], ids=["default", "lagrange"])
 @pytest.mark.parametrize("cocoa", [False, True], ids=["plain", "cocoa"])
-def test_cql_learn_updates_exactly_the_intended_parameters(cocoa: bool, lagrange: bool) -> None:
+def test_cql_learn_updates_exactly_the_intended_parameters(cocoa: bool, lagrange: bool,
+                                                          device: torch.device) -> None:
     torch.manual_seed(0)
-    policy = make_cql(cocoa, with_lagrange=lagrange, max_q_backup=lagrange)
+    policy = make_cql(cocoa, with_lagrange=lagrange, max_q_backup=lagrange, device=device)
     actor0, critics0, target0 = (snapshot(policy.nets[k]) for k in ("actor", "critics", "critics_target"))
     log_alpha0 = policy.log_alpha.detach().clone()
-    batch = tiny_batch()
+    batch = tiny_batch(device=device)
     metrics = policy.learn(batch)
 
     assert_finite_floats(metrics, LAGRANGE_KEYS if lagrange else CQL_KEYS)
@@ -163,7 +165,7 @@ def reference_cql_learn(p: CQLPolicy, batch: Batch) -> dict[str, float]:
     q = q_values(obs, action)
     l1, l2 = (q[0] - target_q).pow(2).mean(), (q[1] - target_q).pow(2).mean()
     # conservative
-    random_actions = torch.FloatTensor(b * r, a_dim).uniform_(-1.0, 1.0)
+    random_actions = torch.empty(b * r, a_dim, device=obs.device).uniform_(-1.0, 1.0)
     tmp_obs = obs.unsqueeze(1).repeat(1, r, 1).view(b * r, -1)
     tmp_next = next_obs.unsqueeze(1).repeat(1, r, 1).view(b * r, -1)
 
@@ -213,19 +215,20 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("cocoa", [False, True], ids=["plain", "cocoa"])
-def test_cql_matches_the_straightforward_per_call_anchor_reference(cocoa: bool, variant: str) -> None:
+def test_cql_matches_the_straightforward_per_call_anchor_reference(cocoa: bool, variant: str,
+                                                                   device: torch.device) -> None:
     torch.manual_seed(0)
-    fast = make_cql(cocoa, **VARIANTS[variant])
+    fast = make_cql(cocoa, **VARIANTS[variant], device=device)
     ref = copy.deepcopy(fast)
     for step in range(3):
-        batch = tiny_batch(seed=step)
+        batch = tiny_batch(seed=step, device=device)
         torch.manual_seed(100 + step)
         got = fast.learn(batch)
         torch.manual_seed(100 + step)
         want = reference_cql_learn(ref, batch)
         assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
     for name in ("actor", "critics", "critics_target"):
-        assert_params_close(fast.nets[name], ref.nets[name])
+        assert_params_close(fast.nets[name], ref.nets[name], **close_kw(device, rtol=1e-5, atol=1e-6))
     torch.testing.assert_close(fast.log_alpha, ref.log_alpha)
     if fast.with_lagrange:
         torch.testing.assert_close(fast.cql_log_alpha, ref.cql_log_alpha)

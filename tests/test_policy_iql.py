@@ -9,6 +9,7 @@ from typing import Optional
 
 import pytest
 import torch
+from device_helpers import CUDA_ATOL, CUDA_RTOL, close_kw
 from torch import Tensor, nn
 
 from offlinerlkit.modules.actor import GaussianActor
@@ -51,7 +52,8 @@ def _networks(use_anchor: bool, *, max_action: float = 1.0,
 def make_policy(use_anchor: bool = False, *, seed: int = 0,
                 actor_fn: Optional[Callable[[Tensor], Tensor]] = None,
                 critic_fn: Optional[Callable[[Tensor], Tensor]] = None,
-                scheduler: bool = False, max_action: float = 1.0) -> IQLPolicy:
+                scheduler: bool = False, max_action: float = 1.0,
+                device: torch.device | str = "cpu") -> IQLPolicy:
     torch.manual_seed(seed)
     actor, critic_q, critic_v = _networks(use_anchor, max_action=max_action)
     if use_anchor and actor_fn is None:
@@ -60,15 +62,15 @@ def make_policy(use_anchor: bool = False, *, seed: int = 0,
                      optimizer=torch.optim.Adam,
                      actor_lr_schedule=CosineSchedule(5) if scheduler else None,
                      actor_anchor_fn=actor_fn, critic_anchor_fn=critic_fn,
-                     gamma=GAMMA, tau=TAU, expectile=EXPECTILE, temperature=BETA)
+                     gamma=GAMMA, tau=TAU, expectile=EXPECTILE, temperature=BETA, device=device)
 
 
-def make_batch(seed: int = 1) -> Batch:
+def make_batch(seed: int = 1, device: torch.device | str = "cpu") -> Batch:
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn(B, S, generator=g)
     return Batch(obs=obs, action=torch.rand(B, A, generator=g) * 1.8 - 0.9,
                  reward=torch.randn(B, 1, generator=g), next_obs=obs + 0.1 * torch.randn(B, S, generator=g),
-                 done=(torch.rand(B, 1, generator=g) < 0.25).float())
+                 done=(torch.rand(B, 1, generator=g) < 0.25).float()).to(device)
 
 
 def _params(net: nn.Module) -> dict[str, Tensor]:
@@ -144,15 +146,16 @@ def test_losses_follow_the_update_order(use_anchor: bool) -> None:
 
 
 @pytest.mark.parametrize("use_anchor", [False, True])
-def test_learn_changes_exactly_the_intended_parameters(use_anchor: bool) -> None:
-    seeker = nn.Linear(S, S)  # an external, trainable-looking anchor component
+def test_learn_changes_exactly_the_intended_parameters(use_anchor: bool, device: torch.device
+                                                      ) -> None:
+    seeker = nn.Linear(S, S).to(device)  # an external, trainable-looking anchor component
     fn = CountingAnchorFn(lambda s: s + 0.1 * seeker(s)) if use_anchor else None
-    policy = make_policy(use_anchor, actor_fn=fn, critic_fn=fn)
+    policy = make_policy(use_anchor, actor_fn=fn, critic_fn=fn, device=device)
     _perturb(policy.critic_q, seed=3)
     before = {name: _params(net) for name, net in policy.nets.items()}
     seeker_before = _params(seeker)
 
-    policy.learn(make_batch())
+    policy.learn(make_batch(device=device))
 
     for name in ("actor", "critic_q", "critic_v"):
         after = _params(policy.nets[name])
@@ -161,7 +164,8 @@ def test_learn_changes_exactly_the_intended_parameters(use_anchor: bool) -> None
     online = _params(policy.critic_q)
     for k, new in _params(policy.critic_q_target).items():
         old = before["critic_q_target"][k]
-        torch.testing.assert_close(new, (1 - TAU) * old + TAU * online[k], rtol=0, atol=1e-7)
+        torch.testing.assert_close(new, (1 - TAU) * old + TAU * online[k],
+                                   **close_kw(device, rtol=0, atol=1e-7))
         assert not torch.equal(new, old)
     for k, v in _params(seeker).items():
         assert torch.equal(v, seeker_before[k]) and seeker.weight.grad is None
@@ -233,20 +237,23 @@ def _reference_learn(policy: IQLPolicy, batch: Batch, anchor_fn: Callable[[Tenso
             "loss/v": v_loss.item()}
 
 
-def test_shared_anchors_equal_per_network_anchors() -> None:
+def test_shared_anchors_equal_per_network_anchors(device: torch.device) -> None:
     fn = CountingAnchorFn(lambda s: 0.9 * s + 0.05 * torch.sin(3 * s))
-    shared, reference = make_policy(True, actor_fn=fn, critic_fn=fn), make_policy(True)
+    shared = make_policy(True, actor_fn=fn, critic_fn=fn, device=device)
+    reference = make_policy(True, device=device)
     for step in range(3):
-        batch = make_batch(seed=10 + step)
+        batch = make_batch(seed=10 + step, device=device)
         fn.reset()
         got = shared.learn(batch)
         assert fn.calls == 1
         want = _reference_learn(reference, batch, fn)
         assert fn.calls == 1 + 6  # the reference computes anchors in every network call
-        assert got == pytest.approx(want, rel=1e-6)
+        assert got == pytest.approx(want, **({"rel": 1e-6} if device.type == "cpu" else
+                                             {"rel": CUDA_RTOL, "abs": CUDA_ATOL}))
     for name, net in shared.nets.items():
         for (k, p), r in zip(net.named_parameters(), reference.nets[name].parameters()):
-            torch.testing.assert_close(p, r, rtol=1e-6, atol=1e-7, msg=f"{name}.{k}")
+            torch.testing.assert_close(p, r, **close_kw(device, rtol=1e-6, atol=1e-7),
+                                       msg=f"{name}.{k}")
 
 
 # --- optimiser equivalence stated in the docstring ---

@@ -10,6 +10,7 @@ from typing import Optional
 
 import pytest
 import torch
+from device_helpers import close_kw
 from policy_helpers import (
     ACTION_DIM,
     OBS_DIM,
@@ -46,27 +47,29 @@ def _one_thread() -> Iterator[None]:
         yield
 
 
-def make_dynamics() -> EnsembleDynamics:
-    return make_tiny_dynamics(num_elites=NUM_ELITES)
+def make_dynamics(device: torch.device | str = "cpu") -> EnsembleDynamics:
+    return make_tiny_dynamics(num_elites=NUM_ELITES, device=device)
 
 
 def make_mobile(cocoa: bool, dynamics: Optional[EnsembleDynamics] = None, *, num_critics: int = 2,
-                **kw: object) -> MOBILEPolicy:
+                device: torch.device | str = "cpu", **kw: object) -> MOBILEPolicy:
     actor, critics = make_tiny_sac_parts(cocoa=cocoa, num_critics=num_critics)
     fn = scaled_anchor_fn() if cocoa else None
-    return MOBILEPolicy(actor, critics, dynamics or make_dynamics(), num_samples=NUM_SAMPLES,
-                        actor_anchor_fn=fn, critic_anchor_fn=fn, **kw)  # type: ignore[arg-type]
+    return MOBILEPolicy(actor, critics, dynamics or make_dynamics(device), num_samples=NUM_SAMPLES,
+                        actor_anchor_fn=fn, critic_anchor_fn=fn, device=device,
+                        **kw)  # type: ignore[arg-type]
 
 
 # --- one update ---
 @pytest.mark.parametrize("cocoa", [False, True], ids=["plain", "cocoa"])
-def test_mobile_learn_updates_exactly_the_intended_parameters(cocoa: bool) -> None:
+def test_mobile_learn_updates_exactly_the_intended_parameters(cocoa: bool, device: torch.device
+                                                             ) -> None:
     torch.manual_seed(0)
-    dynamics = make_dynamics()
-    policy = make_mobile(cocoa, dynamics)
+    dynamics = make_dynamics(device)
+    policy = make_mobile(cocoa, dynamics, device=device)
     actor0, critics0, target0 = (snapshot(policy.nets[k]) for k in ("actor", "critics", "critics_target"))
     dynamics0, log_alpha0 = snapshot(dynamics.model), policy.log_alpha.detach().clone()
-    batch = tiny_batch()
+    batch = tiny_batch(device=device)
     metrics = policy.learn(batch, num_real=2)
 
     assert_finite_floats(metrics, MOBILE_KEYS)
@@ -246,20 +249,21 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("cocoa", [False, True], ids=["plain", "cocoa"])
-def test_mobile_matches_the_per_call_anchor_reference(cocoa: bool, variant: str) -> None:
+def test_mobile_matches_the_per_call_anchor_reference(cocoa: bool, variant: str,
+                                                      device: torch.device) -> None:
     torch.manual_seed(0)
-    fast = make_mobile(cocoa, **VARIANTS[variant])  # type: ignore[arg-type]
+    fast = make_mobile(cocoa, device=device, **VARIANTS[variant])  # type: ignore[arg-type]
     ref = copy.copy(fast)  # share the dynamics (a frozen reference), copy everything trainable
     ref.__dict__.update(copy.deepcopy({k: v for k, v in fast.__dict__.items() if k != "dynamics"}))
     for step in range(3):
-        batch = tiny_batch(seed=step)
+        batch = tiny_batch(seed=step, device=device)
         torch.manual_seed(100 + step)
         got = fast.learn(batch, num_real=3)
         torch.manual_seed(100 + step)
         want = reference_mobile_learn(ref, batch, 3)
         assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
     for name in ("actor", "critics", "critics_target"):
-        assert_params_close(fast.nets[name], ref.nets[name])
+        assert_params_close(fast.nets[name], ref.nets[name], **close_kw(device, rtol=1e-5, atol=1e-6))
     torch.testing.assert_close(fast.log_alpha, ref.log_alpha)
 
 

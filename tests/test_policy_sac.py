@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from device_helpers import assert_same, close_kw, same_floats
 from policy_helpers import (
     ACTION_DIM,
     OBS_DIM,
@@ -89,13 +90,14 @@ def test_wiring_mismatches_are_refused() -> None:
 
 # --- one update ---
 @pytest.mark.parametrize("cocoa", [False, True], ids=["plain", "cocoa"])
-def test_sac_learn_updates_exactly_the_intended_parameters(cocoa: bool) -> None:
+def test_sac_learn_updates_exactly_the_intended_parameters(cocoa: bool, device: torch.device
+                                                          ) -> None:
     torch.manual_seed(0)
-    policy = make_sac(cocoa)
+    policy = make_sac(cocoa, device=device)
     actor0, critics0 = snapshot(policy.actor), snapshot(policy.critics)
     target0, log_alpha0 = snapshot(policy.critics_target), policy.log_alpha.detach().clone()
     assert all(torch.equal(critics0[k], target0[k]) for k in critics0)
-    batch = tiny_batch()
+    batch = tiny_batch(device=device)
     metrics = policy.learn(batch)
 
     assert_finite_floats(metrics, SAC_KEYS)
@@ -218,19 +220,20 @@ def reference_sac_learn(p: SACPolicy, batch: Batch) -> dict[str, float]:
 
 @pytest.mark.parametrize("cls", [SACPolicy, MOPOPolicy])
 @pytest.mark.parametrize("cocoa", [False, True], ids=["plain", "cocoa"])
-def test_sac_matches_the_per_call_anchor_reference(cocoa: bool, cls: type[SACPolicy]) -> None:
+def test_sac_matches_the_per_call_anchor_reference(cocoa: bool, cls: type[SACPolicy],
+                                                   device: torch.device) -> None:
     torch.manual_seed(0)
-    fast = make_sac(cocoa, cls)
+    fast = make_sac(cocoa, cls, device=device)
     ref = copy.deepcopy(fast)
     for step in range(3):
-        batch = tiny_batch(seed=step)
+        batch = tiny_batch(seed=step, device=device)
         torch.manual_seed(100 + step)
         got = fast.learn(batch, num_real=2) if cls is MOPOPolicy else fast.learn(batch)
         torch.manual_seed(100 + step)
         want = reference_sac_learn(ref, batch)
         assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
     for name in ("actor", "critics", "critics_target"):
-        assert_params_close(fast.nets[name], ref.nets[name])
+        assert_params_close(fast.nets[name], ref.nets[name], **close_kw(device, rtol=1e-5, atol=1e-6))
     torch.testing.assert_close(fast.log_alpha, ref.log_alpha)
 
 
@@ -243,24 +246,26 @@ def _through_bytes(state: dict) -> dict:
 
 
 @pytest.mark.parametrize("cls", [SACPolicy, MOPOPolicy])
-def test_state_dict_round_trip_gives_an_identical_next_update(cls: type[SACPolicy]) -> None:
+def test_state_dict_round_trip_gives_an_identical_next_update(cls: type[SACPolicy],
+                                                              device: torch.device) -> None:
     torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(1)
-    first = make_sac(True, cls, generator=gen)
-    first.learn(tiny_batch(seed=0))
+    gen = torch.Generator(device=device).manual_seed(1)
+    first = make_sac(True, cls, generator=gen, device=device)
+    first.learn(tiny_batch(seed=0, device=device))
     state = _through_bytes(first.state_dict())
     assert set(state["nets"]) == {"actor", "critics", "critics_target"}
     assert set(state["optims"]) == {"actor_optim", "critic_optim", "alpha_optim"}
 
     torch.manual_seed(7)  # a different initialisation, overwritten by the load
-    second = make_sac(True, cls, generator=torch.Generator().manual_seed(99))
+    second = make_sac(True, cls, generator=torch.Generator(device=device).manual_seed(99),
+                      device=device)
     second.load_state_dict(state)
-    batch = tiny_batch(seed=1)
-    assert first.learn(batch) == second.learn(batch)
+    batch = tiny_batch(seed=1, device=device)
+    assert first.learn(batch) == same_floats(device, second.learn(batch))
     for name in first.nets:
         for (k, a), b in zip(first.nets[name].state_dict().items(), second.nets[name].state_dict().values()):
-            assert torch.equal(a, b), (name, k)
-    assert torch.equal(first.log_alpha, second.log_alpha)
+            assert_same(device, a, b, f"{name}.{k}")
+    assert_same(device, first.log_alpha, second.log_alpha)
 
 
 def test_a_checkpoint_from_before_the_scheduler_rename_resumes() -> None:

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 import pytest
 import torch
+from device_helpers import close_kw
 from sim_data import write_task_file
 from torch import Tensor
 
@@ -40,15 +41,16 @@ def _single_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def _batch(seed: int = 1) -> Batch:
+def _batch(seed: int = 1, device: torch.device | str = "cpu") -> Batch:
     g = torch.Generator().manual_seed(seed)
     return Batch(obs=torch.randn(B, S, generator=g), action=torch.rand(B, A, generator=g) * 2 - 1,
                  reward=torch.randn(B, 1, generator=g), next_obs=torch.randn(B, S, generator=g),
-                 done=(torch.rand(B, 1, generator=g) < 0.2).float())
+                 done=(torch.rand(B, 1, generator=g) < 0.2).float()).to(device)
 
 
 def _policy(*, cocoa: bool = False, policy_freq: int = 2, normalizer: bool = True,
-            anchor_fn: Optional[CountingAnchorFn] = None) -> TD3BCPolicy:
+            anchor_fn: Optional[CountingAnchorFn] = None,
+            device: torch.device | str = "cpu") -> TD3BCPolicy:
     torch.manual_seed(0)
 
     def enc(extra: int, members: int) -> torch.nn.Module:
@@ -62,7 +64,7 @@ def _policy(*, cocoa: bool = False, policy_freq: int = 2, normalizer: bool = Tru
     return TD3BCPolicy(actor, critics, actor_lr=LR, critic_lr=LR, optimizer=torch.optim.SGD,
                        normalizer=norm if normalizer else None, actor_anchor_fn=fn,
                        critic_anchor_fn=fn, alpha=ALPHA, gamma=GAMMA, tau=TAU,
-                       policy_freq=policy_freq)
+                       policy_freq=policy_freq, device=device)
 
 
 def _params(module: torch.nn.Module) -> list[Tensor]:
@@ -76,12 +78,13 @@ def _sgd(module: torch.nn.Module, loss: Tensor) -> None:
             p.sub_(LR * g)
 
 
-def test_two_updates_equal_a_hand_computation() -> None:
-    policy = _policy()
+def test_two_updates_equal_a_hand_computation(device: torch.device) -> None:
+    policy = _policy(device=device)
     actor, critics = copy.deepcopy(policy.actor), copy.deepcopy(policy.critics)
     actor_t, critics_t = copy.deepcopy(actor), copy.deepcopy(critics)
-    mean, std = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([2.0, 0.5, 1.5])
-    batches = [_batch(1), _batch(2)]
+    mean = torch.tensor([0.5, -1.0, 2.0], device=device)
+    std = torch.tensor([2.0, 0.5, 1.5], device=device)
+    batches = [_batch(1, device), _batch(2, device)]
     torch.manual_seed(123)
     metrics = [policy.learn(b) for b in batches]
 
@@ -89,7 +92,7 @@ def test_two_updates_equal_a_hand_computation() -> None:
     for step, b in enumerate(batches, start=1):
         s, s2 = (b.obs - mean) / std, (b.next_obs - mean) / std
         with torch.no_grad():
-            noise = (torch.randn(B, A) * 0.2).clamp(-0.5, 0.5)
+            noise = (torch.randn(B, A, device=device) * 0.2).clamp(-0.5, 0.5)  # as randn_like
             a2 = (actor_t(s2) + noise).clamp(-1.0, 1.0)
             y = b.reward + GAMMA * (1 - b.done) * torch.minimum(critics_t(s2, a2)[0],
                                                                critics_t(s2, a2)[1])
@@ -112,17 +115,18 @@ def test_two_updates_equal_a_hand_computation() -> None:
     for mine, theirs in ((policy.actor, actor), (policy.critics, critics),
                          (policy.actor_target, actor_t), (policy.critics_target, critics_t)):
         for p, q in zip(mine.parameters(), theirs.parameters()):
-            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(p, q, **close_kw(device, rtol=1e-5, atol=1e-6))
 
 
 @pytest.mark.parametrize("policy_freq", [1, 2, 3])
-def test_actor_and_targets_move_only_every_policy_freq_updates(policy_freq: int) -> None:
-    policy = _policy(policy_freq=policy_freq)
+def test_actor_and_targets_move_only_every_policy_freq_updates(policy_freq: int,
+                                                              device: torch.device) -> None:
+    policy = _policy(policy_freq=policy_freq, device=device)
     for step in range(1, 7):
         actor, actor_t, critics_t = (_params(policy.actor), _params(policy.actor_target),
                                      _params(policy.critics_target))
         critics = _params(policy.critics)
-        metrics = policy.learn(_batch(step))
+        metrics = policy.learn(_batch(step, device))
         moved = step % policy_freq == 0
         assert ("loss/actor" in metrics) == moved
         assert any(not torch.equal(a, b) for a, b in zip(actor, policy.actor.parameters())) == moved
@@ -139,15 +143,15 @@ def test_actor_and_targets_move_only_every_policy_freq_updates(policy_freq: int)
         assert any(not torch.equal(a, b) for a, b in zip(critics, policy.critics.parameters()))
 
 
-def test_cocoa_variant_uses_anchors_once_per_update() -> None:
+def test_cocoa_variant_uses_anchors_once_per_update(device: torch.device) -> None:
     fn = CountingAnchorFn(lambda s: 0.8 * s + 0.1)
-    policy = _policy(cocoa=True, anchor_fn=fn)
+    policy = _policy(cocoa=True, anchor_fn=fn, device=device)
     for step in range(1, 5):
-        metrics = policy.learn(_batch(step))
+        metrics = policy.learn(_batch(step, device))
         assert all(np.isfinite(v) for v in metrics.values())
     assert fn.calls == 4 and fn.rows == 4 * 2 * B  # s and s' stacked, once per update
     fn.reset()
-    obs = torch.randn(5, S)
+    obs = torch.randn(5, S).to(device)
     action = policy.act_tensor(obs)
     assert action.shape == (5, A) and fn.calls == 1
     # the anchors matter: another anchor function gives other actions

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from device_helpers import close_kw
 from torch import nn
 
 from offlinerlkit.buffer.replay_buffer import ReplayBuffer
@@ -68,16 +69,17 @@ def _unfused_copy(module: nn.Module) -> nn.Module:
 
 @pytest.mark.parametrize("members,rows,extra", [(1, 7, 0), (2, 10, 3), (3, 1, 2)])
 def test_fused_head_equals_the_op_by_op_encoder(small_chunks: None, members: int, rows: int,
-                                                extra: int) -> None:
+                                                extra: int, device: torch.device) -> None:
     torch.manual_seed(0)
     fused = _perturbed(AnchorDeltaEncoder(OBS_DIM, extra, (16, 8), 4, num_members=members), 1)
+    fused = fused.to(device)
     assert fused.fused_head
     ref = _unfused_copy(fused)
-    obs, anchor = torch.randn(rows, OBS_DIM), torch.randn(rows, OBS_DIM)
-    act = torch.randn(rows, extra) if extra else None
+    obs, anchor = torch.randn(rows, OBS_DIM).to(device), torch.randn(rows, OBS_DIM).to(device)
+    act = torch.randn(rows, extra).to(device) if extra else None
     out, want = fused(obs, anchor, act), ref(obs, anchor, act)
-    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
-    weights = torch.randn(out.shape)
+    torch.testing.assert_close(out, want, **close_kw(device, rtol=1e-5, atol=1e-6))
+    weights = torch.randn(out.shape).to(device)
     (out * weights).sum().backward()
     (want * weights).sum().backward()
     for (name, p), q in zip(fused.named_parameters(), ref.parameters()):
@@ -85,32 +87,34 @@ def test_fused_head_equals_the_op_by_op_encoder(small_chunks: None, members: int
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_fused_head_gives_input_gradients_and_works_without_autograd(small_chunks: None) -> None:
+def test_fused_head_gives_input_gradients_and_works_without_autograd(small_chunks: None,
+                                                                     device: torch.device) -> None:
     torch.manual_seed(0)
-    enc = _perturbed(AnchorDeltaEncoder(OBS_DIM, 0, (8,), 4, num_members=2), 2)
+    enc = _perturbed(AnchorDeltaEncoder(OBS_DIM, 0, (8,), 4, num_members=2), 2).to(device)
     ref = _unfused_copy(enc)
-    obs = torch.randn(5, OBS_DIM, requires_grad=True)
+    obs = torch.randn(5, OBS_DIM).to(device).requires_grad_(True)
     obs_ref = obs.detach().clone().requires_grad_(True)
-    anchor = torch.randn(5, OBS_DIM)
+    anchor = torch.randn(5, OBS_DIM).to(device)
     enc(obs, anchor).square().sum().backward()
     ref(obs_ref, anchor).square().sum().backward()
     torch.testing.assert_close(obs.grad, obs_ref.grad, rtol=1e-4, atol=1e-5)
     with torch.no_grad():
-        torch.testing.assert_close(enc(obs, anchor), ref(obs, anchor), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(enc(obs, anchor), ref(obs, anchor),
+                                   **close_kw(device, rtol=1e-5, atol=1e-6))
 
 
 def test_without_layernorm_the_op_by_op_path_is_used() -> None:
     assert not AnchorDeltaEncoder(OBS_DIM, 0, (8,), 2, layernorm=False).fused_head
 
 
-def _cql(fused: bool) -> CQLPolicy:
+def _cql(fused: bool, device: torch.device | str = "cpu") -> CQLPolicy:
     torch.manual_seed(0)
     actor = TanhGaussianActor(AnchorDeltaEncoder(OBS_DIM, 0, (16, 8), 4), (16, 16), ACTION_DIM)
     critics = CriticEnsemble(AnchorDeltaEncoder(OBS_DIM, ACTION_DIM, (16, 8), 4, num_members=2),
                              (16, 16), num_members=2)
     policy = CQLPolicy(_perturbed(actor, 3), _perturbed(critics, 4),
                        actor_anchor_fn=lambda s: 0.9 * s, critic_anchor_fn=lambda s: 0.9 * s,
-                       num_repeat_actions=3)
+                       num_repeat_actions=3, device=device)
     if not fused:
         for net in policy.nets.values():
             for m in net.modules():
@@ -119,17 +123,18 @@ def _cql(fused: bool) -> CQLPolicy:
     return policy
 
 
-def test_cql_cocoa_updates_match_with_and_without_the_fused_head(small_chunks: None) -> None:
-    fast, ref = _cql(True), _cql(False)
+def test_cql_cocoa_updates_match_with_and_without_the_fused_head(small_chunks: None,
+                                                                 device: torch.device) -> None:
+    fast, ref = _cql(True, device), _cql(False, device)
     for step in range(3):
-        batch = tiny_batch(seed=step)
+        batch = tiny_batch(seed=step, device=device)
         torch.manual_seed(50 + step)
         got = fast.learn(batch)
         torch.manual_seed(50 + step)
         want = ref.learn(batch)
         assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
     for name in ("actor", "critics", "critics_target"):
-        assert_params_close(fast.nets[name], ref.nets[name])
+        assert_params_close(fast.nets[name], ref.nets[name], **close_kw(device, rtol=1e-5, atol=1e-6))
 
 
 def test_fused_adam_matches_the_default_adam() -> None:
@@ -190,12 +195,12 @@ def test_default_speed_options_change_nothing() -> None:
         assert not torch.is_autocast_enabled("cpu")
 
 
-def test_bf16_autocast_runs_a_cocoa_update_close_to_float32() -> None:
-    fast, ref = _cql(True), _cql(True)
-    batch = tiny_batch(seed=0)
+def test_bf16_autocast_runs_a_cocoa_update_close_to_float32(device: torch.device) -> None:
+    fast, ref = _cql(True, device), _cql(True, device)
+    batch = tiny_batch(seed=0, device=device)
     torch.manual_seed(7)
-    with step_context(_speed(bf16=True), torch.device("cpu")):
-        assert torch.is_autocast_enabled("cpu")
+    with step_context(_speed(bf16=True), device):
+        assert torch.is_autocast_enabled(device.type)
         got = fast.learn(batch)
     torch.manual_seed(7)
     want = ref.learn(batch)
