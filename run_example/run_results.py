@@ -59,6 +59,7 @@ from offlinerlkit.pipeline.runner import PlannedWork, planned_work
 from offlinerlkit.replica.from_policies import SHIPPED, SHIPPED_ROOT
 from offlinerlkit.utils.cli import opt, parse_config
 from offlinerlkit.utils.errors import run_main
+from offlinerlkit.utils.extras import MissingExtraError
 from offlinerlkit.utils.tasks import parse_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,15 +322,20 @@ def write_page(grid: Grid, command: str) -> Path:
     page, figures_dir = Path(grid.cfg.page), Path(grid.cfg.figures_dir)
     finished = [r for r in runs.values() if r is not None and r.finished]
     figures = []
-    if finished:
-        figures.append(plot_learning_curves(
-            finished, figures_dir / "learning_curves.png", dpi=72,
-            title="Learning curves (replica data, reduced budget)"))
     cfg = grid.cfg
+    notes = []
+    if finished:
+        try:
+            figures.append(plot_learning_curves(
+                finished, figures_dir / "learning_curves.png", dpi=72,
+                title="Learning curves (replica data, reduced budget)"))
+        except MissingExtraError as err:
+            print(f"run_results.py: no learning curves: {err}", file=sys.stderr)
+            notes.append(f"Learning curves not drawn: {err}.")
     left_out = [f"{a.name}{v}" for a in ALGORITHMS.values()
                 for v in (("", "+cocoa") if a.has_cocoa else ("",))
                 if f"{a.name}{v}" not in {b.label for b in grid.budgets}]
-    notes = [f"Data: {', '.join(cfg.tasks)} from `{grid.data_dir}` (replica files: "
+    notes = [*notes, f"Data: {', '.join(cfg.tasks)} from `{grid.data_dir}` (replica files: "
              f"{cfg.num_samples:,} rows per sampled level; medium-expert is medium then expert; "
              "medium-replay is online SAC's buffer up to the medium policy).",
              f"Budgets: {', '.join(b.label + ' ' + format(b.steps, ',') for b in grid.budgets)} "
