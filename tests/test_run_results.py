@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,17 +90,20 @@ def _expected(log: Path) -> dict[tuple[str, str], tuple[float, float, list[float
     return out
 
 
-def test_grid_runs_skips_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def _command(*argv: str) -> str:
+    """Run the script as the command line does (its own process, so Ray's process-wide state
+    stays out of this one); returns its output."""
+    proc = subprocess.run([sys.executable, run_results.__file__, *argv], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_grid_runs_skips_and_resumes(tmp_path: Path) -> None:
     pytest.importorskip("ray.tune")
     pytest.importorskip("matplotlib")
-    for name in ("RAY_AUTH_TOKEN_PATH", "RAY_USAGE_STATS_ENABLED"):  # set by the sweep
-        monkeypatch.setenv(name, "unset")
-        monkeypatch.delenv(name)
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     log, page = tmp_path / "log", tmp_path / "docs" / "RESULTS.md"
-    run_results.main(_argv(tmp_path))
-    capsys.readouterr()
+    _command(*_argv(tmp_path))
     assert (log / "data" / "hopper_medium-v2-replica.hdf5").is_file()
     runs = sorted(log.glob("replica-hopper-medium-v2/*/seed_*"))
     policy_runs = [r for r in runs if r.parent.name in ("bc", "iql", "iql_cocoa")]
@@ -125,8 +129,7 @@ def test_grid_runs_skips_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "forward dynamics" in text and "anchor seeker" in text
 
     # the same command again: every cell finished, no sweep, nothing trained or touched
-    run_results.main(_argv(tmp_path))
-    out = capsys.readouterr().out
+    out = _command(*_argv(tmp_path))
     assert out.count("finished; skipped") == 2 and "Ray Tune" not in out
     assert sorted(log.glob("replica-hopper-medium-v2/*/seed_*")) == runs
     assert all(len(_history(r)) == 1 for r in policy_runs)
@@ -136,9 +139,8 @@ def test_grid_runs_skips_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixtu
     before = load_policy_run(stopped)
     (stopped / "model" / "policy.pth").unlink()
     (stopped / "checkpoint" / "policy_000002.pt").unlink()
-    run_results.main(_argv(tmp_path, "--dry_run"))
-    assert "resume 1/2" in capsys.readouterr().out
-    run_results.main(_argv(tmp_path))
+    assert "resume 1/2" in _command(*_argv(tmp_path, "--dry_run"))
+    assert "Ray Tune" in _command(*_argv(tmp_path))
     assert sorted(log.glob("replica-hopper-medium-v2/*/seed_*")) == runs
     after = load_policy_run(stopped)
     assert after.finished and completed_epochs(stopped) == 2
