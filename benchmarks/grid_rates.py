@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from suite import measure_update
@@ -48,15 +49,16 @@ def env_steps_per_second(task: TaskInfo, *, steps: int = 500, seed: int = 0) -> 
 
 
 def measure_rates(task: TaskInfo, pairs: Sequence[tuple[str, str]], *, repeats: int = 10,
-                  device: torch.device = torch.device("cpu")) -> Rates:
+                  device: Optional[torch.device] = None) -> Rates:
     """Measure every rate of `Rates` for the (algorithm, variant) pairs of a grid.
 
     Args:
         task: the robot's task (sizes, simulator).
         pairs: (algo, variant) of each update to time.
         repeats: timed updates (median) per pair, after one warm-up.
-        device: where the networks run.
+        device: where the networks run (default: the CPU).
     """
+    device = device or torch.device("cpu")
     spec = EnvSpec(task.obs_dim, task.action_dim)
     batch = make_batch(spec, 256, device, seed=0)
     updates: dict[tuple[str, str], float] = {}

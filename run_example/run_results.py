@@ -34,11 +34,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-
 import make_dataset
 import run_pipeline
 import sweep
+import torch
 
 from offlinerlkit.algorithms import ALGORITHMS
 from offlinerlkit.datasets.replica import replica_file_name, split_replica_task
@@ -165,7 +164,8 @@ def parse_args(argv: Sequence[str]) -> Grid:
     bad = run_pipeline.unknown_flags(run_pipeline.split_flags(forwarded), algos)
     if bad:
         raise SystemExit(f"run_results.py: error: {bad} are options of no stage of {algos}")
-    grid.cells  # budgets and epochs checked before anything runs
+    if not grid.cells:  # also checks the budgets against --step_per_epoch before anything runs
+        raise SystemExit("run_results.py: error: the grid has no cells")
     return grid
 
 
