@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from offlinerlkit.algorithms import algorithm
 from offlinerlkit.pipeline.runner import ALGOS, VARIANTS
 from offlinerlkit.utils.cli import opt, parse_config, run_main
 from offlinerlkit.utils.extras import MissingExtraError, import_extra
@@ -42,7 +43,8 @@ class SweepConfig:
     """Run a grid of pipelines on Ray Tune (local by default, a cluster with --address)."""
 
     tasks: tuple[str, ...] = opt(("hopper-medium-v2",), "tasks of the grid")
-    algos: tuple[str, ...] = opt(("cql",), "algorithms of the grid (those with a COCOA variant, offlinerlkit.algorithms)")
+    algos: tuple[str, ...] = opt(("cql",), "algorithms of the grid (offlinerlkit.algorithms; "
+                                 "those without a COCOA variant, e.g. bc, with --variants alone)")
     variants: tuple[str, ...] = opt(("alone", "cocoa"), "variants of the grid: alone cocoa")
     seeds: tuple[int, ...] = opt((0,), "policy seeds of the grid")
     log_dir: str = opt("log", "root folder of run directories (shared by all trials)")
@@ -65,6 +67,11 @@ class SweepConfig:
         for name in ("tasks", "algos", "variants", "seeds"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} needs at least one value")
+        if "cocoa" in self.variants:
+            alone_only = [a for a in self.algos if not algorithm(a).has_cocoa]
+            if alone_only:
+                raise ValueError(f"--algos {alone_only} have no COCOA variant: sweep them "
+                                 "separately with --variants alone")
         for task in self.tasks:  # before Ray starts: names, and Minari datasets in the store
             parse_task(task)
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:

@@ -41,12 +41,17 @@ def test_every_entry_names_a_script_with_its_config_and_main() -> None:
         assert isinstance(getattr(module, entry.config), type), entry.name
 
 
-def test_pipeline_drives_the_algorithms_with_a_cocoa_variant() -> None:
-    assert ALGOS == cocoa_algorithms()
-    assert {"cql", "iql", "mopo", "mobile"} <= set(ALGOS) and "bc" not in ALGOS
+def test_pipeline_drives_every_algorithm_and_cocoa_where_it_exists() -> None:
+    assert ALGOS == tuple(ALGORITHMS)
+    assert {"bc", "cql", "iql", "mopo", "mobile"} <= set(ALGOS)
+    assert "bc" not in cocoa_algorithms()
     for name in ALGOS:
         assert needs_dynamics(name, "alone") == ALGORITHMS[name].model_based
-        assert needs_dynamics(name, "cocoa")
+        if name in cocoa_algorithms():
+            assert needs_dynamics(name, "cocoa")
+        else:
+            with pytest.raises(ValueError, match="no COCOA variant"):
+                needs_dynamics(name, "cocoa")
 
 
 def test_baselines_are_the_algorithms_without_a_cocoa_variant() -> None:

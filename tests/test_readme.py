@@ -55,12 +55,16 @@ SHORTEN = {
                     "--step_per_epoch", "5", "--eval_episodes", "1", "--dynamics_max_epochs", "1",
                     "--asp_epoch", "1"],
     "plotter.py": [],
+    "run_results.py": ["--tasks", "replica:hopper-medium-v2", "--budgets", "bc=4", "--seeds", "0",
+                       "--step_per_epoch", "2", "--eval_episodes", "1", "--num_samples", "500",
+                       "--timing_repeats", "1", "--hidden_dims", "16", "16", "--batch_size", "16"],
     "run_anchor_seeker.py": TINY_DYNAMICS + ["--asp_epoch", "2", "--anchor_seeker_hidden_dims", "16", "16"],
 }
 
 
 #: Scripts that need an optional extra: script -> (module it imports, extra that installs it).
-EXTRAS = {"sweep.py": ("ray.tune", "ray"), "plotter.py": ("matplotlib", "plot")}
+EXTRAS = {"sweep.py": ("ray.tune", "ray"), "plotter.py": ("matplotlib", "plot"),
+          "run_results.py": ("ray.tune", "ray")}
 
 
 def readme_commands() -> list[str]:

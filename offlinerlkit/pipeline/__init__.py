@@ -9,6 +9,10 @@
   source, seed).
 * `table`: the paper's table format next to the published numbers (Markdown and CSV).
 * `plots`: learning curves to PNG (matplotlib, imported only when drawing).
+* `grid`: a results grid's cells, each with its own gradient-step budget, and the compute
+  estimate of the work left from measured rates.
+* `report`: the results page of a grid (scores, budgets, wall times, the paper's numbers, the
+  computed COCOA-vs-alone analysis).
 
 Nothing here imports `run_example`, parses command lines or imports Ray; the scripts
 `run_example/run_pipeline.py`, `sweep.py`, `make_table.py` and `plotter.py` do.
@@ -42,12 +46,14 @@ from offlinerlkit.pipeline.runner import (
     PIPELINE_FILE,
     PipelinePlan,
     PipelineResult,
+    PlannedWork,
     StageOutcome,
     StageSpec,
     artifact_seed_for,
     dataset_description,
     needs_dynamics,
     needs_seeker,
+    planned_work,
     run_pipeline,
 )
 from offlinerlkit.pipeline.table import (
@@ -68,6 +74,7 @@ __all__ = [
     "Cell",
     "PipelinePlan",
     "PipelineResult",
+    "PlannedWork",
     "PolicyRun",
     "PolicyRunState",
     "ResultTable",
@@ -89,6 +96,7 @@ __all__ = [
     "needs_dynamics",
     "needs_seeker",
     "one_run_per_seed",
+    "planned_work",
     "plot_learning_curves",
     "read_progress",
     "run_pipeline",

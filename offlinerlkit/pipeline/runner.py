@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from offlinerlkit.algorithms import ALGORITHMS, cocoa_algorithms
+from offlinerlkit.algorithms import ALGORITHMS
 from offlinerlkit.config import CommonConfig
 from offlinerlkit.pipeline.artifacts import (
     ANCHOR_SEEKER,
@@ -55,17 +55,20 @@ __all__ = [
     "ArtifactSeeds",
     "PipelinePlan",
     "PipelineResult",
+    "PlannedWork",
     "StageOutcome",
     "StageSpec",
     "artifact_seed_for",
     "dataset_description",
     "needs_dynamics",
     "needs_seeker",
+    "planned_work",
     "run_pipeline",
 ]
 
-#: The algorithms the pipeline drives: those with a COCOA variant (`offlinerlkit.algorithms`).
-ALGOS = cocoa_algorithms()
+#: The algorithms the pipeline drives: every registered one (`offlinerlkit.algorithms`); those
+#: without a COCOA variant (BC) run `alone` only.
+ALGOS = tuple(ALGORITHMS)
 #: `alone`: the plain algorithm; `cocoa`: with COCOA's anchor seeker and anchor + delta networks.
 VARIANTS = ("alone", "cocoa")
 #: File written in the policy run's `record/` folder.
@@ -107,6 +110,8 @@ def _check(algo: str, variant: str) -> None:
         raise ValueError(f"unknown algorithm {algo!r}; choose from {list(ALGOS)}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {list(VARIANTS)}")
+    if variant == "cocoa" and not ALGORITHMS[algo].has_cocoa:
+        raise ValueError(f"{algo} has no COCOA variant; run it with variant 'alone'")
 
 
 def dataset_description(task: str, dataset_path: Optional[str]) -> str:
@@ -225,6 +230,16 @@ def _write_record(plan: PipelinePlan, result: PipelineResult, epochs: int) -> No
     atomic_write(path, lambda f: json.dump(record, f, indent=2), text=True)
 
 
+def _policy_config(plan: PipelinePlan, dynamics: Optional[Path], seeker: Optional[Path]) -> Any:
+    """The policy config with the artifacts' `model/` folders filled in (absolute paths)."""
+    cfg = plan.policy.config
+    if dynamics is not None:
+        cfg = dataclasses.replace(cfg, load_dynamics_path=str((dynamics / "model").resolve()))
+    if seeker is not None:
+        cfg = dataclasses.replace(cfg, load_anchor_seeker_path=str((seeker / "model").resolve()))
+    return cfg
+
+
 def run_pipeline(plan: PipelinePlan, *,
                  describe_source: Callable[[str, Optional[str]], str] = dataset_description
                  ) -> PipelineResult:
@@ -248,17 +263,14 @@ def run_pipeline(plan: PipelinePlan, *,
         return sources[key]
 
     dynamics = seeker = None
-    policy_cfg = plan.policy.config
     if needs_dynamics(plan.algo, plan.variant):
         assert plan.dynamics is not None
         dynamics = _artifact(plan.dynamics, FORWARD_DYNAMICS, source_of(plan.dynamics.config))
-        policy_cfg = dataclasses.replace(policy_cfg,
-                                         load_dynamics_path=str((dynamics.run / "model").resolve()))
     if needs_seeker(plan.algo, plan.variant):
         assert plan.anchor_seeker is not None
         seeker = _artifact(plan.anchor_seeker, ANCHOR_SEEKER, source_of(plan.anchor_seeker.config))
-        policy_cfg = dataclasses.replace(
-            policy_cfg, load_anchor_seeker_path=str((seeker.run / "model").resolve()))
+    policy_cfg = _policy_config(plan, None if dynamics is None else dynamics.run,
+                                None if seeker is None else seeker.run)
 
     source = source_of(policy_cfg)
     epochs = int(policy_cfg.epoch)
@@ -279,3 +291,56 @@ def run_pipeline(plan: PipelinePlan, *,
         result = PipelineResult(policy=outcome, dynamics=dynamics, anchor_seeker=seeker)
         _write_record(plan, result, epochs)
     return result
+
+
+@dataclass(frozen=True)
+class PlannedWork:
+    """What `run_pipeline(plan)` would do now (`planned_work`); nothing is trained or locked.
+
+    Attributes:
+        dynamics: `reuse` (a finished artifact with this configuration exists), `train`, or
+            None (not needed).
+        anchor_seeker: the same for the anchor seeker.
+        policy: `skip` (finished), `resume` (an unfinished run) or `train` (a new run: also
+            whenever an artifact before it is still to be trained).
+        completed_epochs: epochs done by the run to skip or resume (0 for `train`).
+        policy_run: that run (None for `train`).
+    """
+
+    dynamics: Optional[str]
+    anchor_seeker: Optional[str]
+    policy: str
+    completed_epochs: int = 0
+    policy_run: Optional[Path] = None
+
+
+def planned_work(plan: PipelinePlan, *,
+                 describe_source: Callable[[str, Optional[str]], str] = dataset_description
+                 ) -> PlannedWork:
+    """Look up, as `run_pipeline` does, which stages of `plan` exist already.
+
+    The lookups are `run_pipeline`'s own (`find_artifact`, `find_policy_run` with the same
+    policy configuration), so a `skip` here is a skip there, provided nothing changes the log
+    folder in between.
+    """
+    actions: dict[str, Optional[str]] = {"dynamics": None, "anchor_seeker": None}
+    found: dict[str, Optional[Path]] = {"dynamics": None, "anchor_seeker": None}
+    for name, stage, kind, needed in (
+            ("dynamics", plan.dynamics, FORWARD_DYNAMICS, needs_dynamics(plan.algo, plan.variant)),
+            ("anchor_seeker", plan.anchor_seeker, ANCHOR_SEEKER,
+             needs_seeker(plan.algo, plan.variant))):
+        if not needed or stage is None:
+            continue
+        cfg = stage.config
+        found[name] = find_artifact(cfg.log_dir, kind, cfg,
+                                    dataset_source=describe_source(cfg.task, cfg.dataset_path))
+        actions[name] = "train" if found[name] is None else "reuse"
+    policy_cfg = _policy_config(plan, found["dynamics"], found["anchor_seeker"])
+    if "train" in actions.values():
+        return PlannedWork(actions["dynamics"], actions["anchor_seeker"], "train")
+    state = find_policy_run(policy_cfg.log_dir, policy_cfg, epochs=int(policy_cfg.epoch),
+                            dataset_source=describe_source(policy_cfg.task, policy_cfg.dataset_path))
+    if state is None:
+        return PlannedWork(actions["dynamics"], actions["anchor_seeker"], "train")
+    return PlannedWork(actions["dynamics"], actions["anchor_seeker"],
+                       "skip" if state.finished else "resume", state.completed, state.run)
