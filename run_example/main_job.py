@@ -13,7 +13,7 @@
 3. prints what was learnt next to the behaviour policy's own score, then the result table
    (`make_table.py`) next to the paper's numbers.
 
-The defaults take about 10-15 minutes on 2 CPU cores and leave every output file of a normal run
+The defaults take about 15 minutes on 2 CPU cores and leave every output file of a normal run
 under `--log_dir`. Budgets are options; they are far below the paper's 1M gradient steps.
 """
 from __future__ import annotations
@@ -51,10 +51,10 @@ class MainJobConfig:
     bc: bool = opt(True, "also train the baselines without a COCOA variant (behaviour cloning)")
     seed: int = opt(0, "seed of the data and of every run")
     log_dir: str = opt("log/main_job", "where the data and every run go")
-    num_samples: int = opt(20000, "dataset rows")
-    epoch: int = opt(5, "policy epochs")
-    step_per_epoch: int = opt(200, "gradient steps per epoch")
-    eval_episodes: int = opt(5, "evaluation episodes per epoch")
+    num_samples: int = opt(100_000, "dataset rows")
+    epoch: int = opt(35, "policy epochs")
+    step_per_epoch: int = opt(1000, "gradient steps per epoch")
+    eval_episodes: int = opt(10, "evaluation episodes per epoch")
     dynamics_max_epochs: int = opt(15, "cap on dynamics training epochs (forward and reverse)")
     seeker_epochs: int = opt(10, "anchor seeker pretraining epochs (at most)", "--asp_epoch")
     device: str = opt("auto", "torch device")

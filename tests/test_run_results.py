@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_pipeline import TINY_MODELS, TINY_SEEKER
+from script_helpers import TINY_MODELS, TINY_SEEKER
 
 from offlinerlkit.pipeline import completed_epochs, find_policy_runs, load_policy_run
 from offlinerlkit.pipeline.grid import Budget, Rates, estimate, grid_cells
