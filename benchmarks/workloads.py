@@ -35,6 +35,7 @@ from offlinerlkit.modules.actor import DeterministicActor
 from offlinerlkit.modules.build import (
     EncoderOptions,
     build_critics,
+    build_encoder,
     build_gaussian_actor,
     build_tanh_actor,
 )
@@ -46,6 +47,7 @@ from offlinerlkit.policy.cql import CQLPolicy
 from offlinerlkit.policy.iql import IQLPolicy
 from offlinerlkit.policy.mobile import MOBILEPolicy
 from offlinerlkit.policy.mopo import MOPOPolicy
+from offlinerlkit.policy.td3bc import TD3BCActor, TD3BCPolicy
 from offlinerlkit.types import Batch, EnvSpec
 
 __all__ = ["ALGOS", "COCOA_DEFAULT", "COCOA_SIZES", "NUM_ELITES", "NUM_MEMBERS", "Transitions",
@@ -53,7 +55,7 @@ __all__ = ["ALGOS", "COCOA_DEFAULT", "COCOA_SIZES", "NUM_ELITES", "NUM_MEMBERS",
            "random_obs_actions", "synthetic_transitions"]
 
 #: The algorithms `build` knows, in table order.
-ALGOS = ("bc", "cql", "iql", "mopo", "mobile")
+ALGOS = ("bc", "cql", "iql", "td3bc", "mopo", "mobile")
 #: COCOA network sizes per algorithm: (fg_hidden_dims, embedding_dim D, backbone hidden dims),
 #: from the algorithm registry.
 COCOA_SIZES: dict[str, tuple[tuple[int, ...], int, tuple[int, ...]]] = {
@@ -195,6 +197,11 @@ def build(algo: str, cocoa: bool, spec: EnvSpec, device: torch.device
         v = build_critics(spec, hidden, enc, num_members=1, with_action=False, init="orthogonal")
         policy = IQLPolicy(actor, q, v, actor_lr=3e-4, critic_q_lr=3e-4, critic_v_lr=3e-4,
                            device=device, **fns)
+        return policy, policy.learn, anchor
+    if algo == "td3bc":
+        hidden = cocoa_hidden if cocoa else (256, 256)
+        actor = TD3BCActor(build_encoder(spec.obs_dim, 0, enc), hidden, spec.action_dim)
+        policy = TD3BCPolicy(actor, build_critics(spec, hidden, enc), device=device, **fns)
         return policy, policy.learn, anchor
     if algo not in ALGOS or not ALGORITHMS[algo].model_based:
         raise ValueError(f"unknown algorithm {algo!r}; expected one of {ALGOS}")

@@ -19,7 +19,7 @@ from offlinerlkit.config import CocoaSizes
 from offlinerlkit.presets import MOBILE, MOPO, Preset
 
 __all__ = ["ALGORITHMS", "Algorithm", "CocoaSizes", "algorithm", "baseline_algorithms",
-           "cocoa_algorithms"]
+           "cocoa_algorithms", "display_name"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,13 @@ def algorithm(name: str) -> Algorithm:
         return ALGORITHMS[name]
     except KeyError:
         raise ValueError(f"unknown algorithm {name!r}; choose from {list(ALGORITHMS)}") from None
+
+
+def display_name(name: str) -> str:
+    """The label of a registered algorithm (`TD3+BC` for `td3bc`); an unknown name upper-cased
+    (results folders may hold runs of algorithms this version does not register)."""
+    entry = ALGORITHMS.get(name)
+    return entry.label if entry is not None else name.upper()
 
 
 def baseline_algorithms() -> tuple[str, ...]:

@@ -133,3 +133,11 @@ def test_declared_metrics_are_what_learn_returns(name: str) -> None:
         declared = set(ALGORITHMS[name].metrics)
         assert declared <= keys, (name, sorted(declared - keys))
         assert keys - declared <= _OPTIONAL_METRICS, (name, sorted(keys - declared))
+
+
+def test_display_names_come_from_the_registry() -> None:
+    from offlinerlkit.algorithms import display_name
+
+    assert display_name("td3bc") == "TD3+BC"
+    assert display_name("iql") == "IQL"
+    assert display_name("awac") == "AWAC"  # unregistered: upper-cased

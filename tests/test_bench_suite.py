@@ -189,3 +189,23 @@ def test_readme_suite_commands_run() -> None:
             only = rest[:next((i for i, a in enumerate(rest) if a.startswith("--")), len(rest))]
         for section in only:
             assert f"== {suite.TITLES[section]}" in stdout, (argv, section)
+
+
+@pytest.mark.parametrize("cocoa", [False, True])
+def test_every_registered_algorithm_has_a_workload(cocoa: bool) -> None:
+    """Each algorithm of the registry builds in the benchmark and runs one finite update."""
+    import workloads
+
+    from offlinerlkit.algorithms import ALGORITHMS
+    from offlinerlkit.types import EnvSpec
+
+    assert set(workloads.ALGOS) == set(ALGORITHMS)
+    spec = EnvSpec(obs_dim=5, action_dim=2, max_action=1.0)
+    batch = workloads.make_batch(spec, 16, torch.device("cpu"), seed=0)  # MOPO: 12 real rows
+    for algo in workloads.ALGOS:
+        if cocoa and not ALGORITHMS[algo].cocoa_sizes:
+            continue
+        _, update, anchor = workloads.build(algo, cocoa, spec, torch.device("cpu"))
+        metrics = update(batch)
+        assert metrics and all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), algo
+        assert (anchor is not None) == cocoa, algo

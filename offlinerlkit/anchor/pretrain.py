@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from offlinerlkit.anchor.seeker import AnchorSeeker
 from offlinerlkit.nets.optim import adam
+from offlinerlkit.nets.pairs import training_pairs
 
 __all__ = [
     "HOLDOUT_LOSS_KEY",
@@ -128,13 +129,8 @@ def pretrain_seeker(
     if not params:
         raise ValueError("the seeker is frozen (no parameter requires grad); pass a trainable one")
     device = next(seeker.parameters()).device
-    x = torch.as_tensor(observations, dtype=torch.float32).to(device)
-    y = torch.as_tensor(actions, dtype=torch.float32).to(device)
-    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0] or (
-        x.shape[1] != seeker.obs_dim or y.shape[1] != seeker.action_dim
-    ):
-        raise ValueError(f"expected observations [N, {seeker.obs_dim}] and actions "
-                         f"[N, {seeker.action_dim}], got {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = training_pairs(observations, actions, seeker.obs_dim, seeker.action_dim, device,
+                          names=("observations", "actions"))
     optimizer = adam(params, lr=lr)
     was_training = seeker.training
     seeker.train()

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from offlinerlkit.nets.mlp import MLP
-from offlinerlkit.utils.checkpoint import non_finite_entries
+from offlinerlkit.utils.checkpoint import load_finite_state
 from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
@@ -253,14 +253,9 @@ def load_seeker(
                               "the file's setting")
     seeker = AnchorSeeker(arch["obs_dim"], arch["action_dim"], arch["hidden_dims"],
                           layernorm=arch["layernorm"], max_action=float(arch["max_action"]))
-    try:
-        seeker.load_state_dict({k: v.float() for k, v in state.items()})
-    except RuntimeError as exc:
-        raise SeekerFileError(f"{file} does not fit the architecture it describes: {exc}") from exc
-    bad = non_finite_entries(seeker.state_dict())
-    if bad:
-        raise SeekerFileError(f"{file} holds NaN or infinite weights ({', '.join(bad)}): the "
-                              "pretraining that saved it diverged; train the seeker again")
+    load_finite_state(seeker, {k: v.float() for k, v in state.items()}, file=file,
+                      error=SeekerFileError,
+                      if_diverged="the pretraining that saved it diverged; train the seeker again")
     return seeker.to(device).requires_grad_(False).eval()
 
 

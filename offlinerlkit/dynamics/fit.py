@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
 from offlinerlkit.nets.optim import adam
+from offlinerlkit.nets.pairs import training_pairs
 from offlinerlkit.utils.scaler import StandardScaler
 
 logger = logging.getLogger(__name__)
@@ -131,13 +132,7 @@ def fit_ensemble(
     if batch_size < 1 or max_epochs_since_update < 1:
         raise ValueError("batch_size and max_epochs_since_update must be >= 1")
     device = model.device
-    inputs = torch.as_tensor(inputs, dtype=torch.float32).to(device)
-    targets = torch.as_tensor(targets, dtype=torch.float32).to(device)
-    if inputs.dim() != 2 or targets.dim() != 2 or inputs.shape[0] != targets.shape[0] or (
-        inputs.shape[1] != model.in_dim or targets.shape[1] != model.out_dim
-    ):
-        raise ValueError(f"expected inputs [N, {model.in_dim}] and targets [N, {model.out_dim}], "
-                         f"got {tuple(inputs.shape)} and {tuple(targets.shape)}")
+    inputs, targets = training_pairs(inputs, targets, model.in_dim, model.out_dim, device)
 
     # --- split, scaler, bootstrap ---
     num_rows = inputs.shape[0]

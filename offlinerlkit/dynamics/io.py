@@ -28,7 +28,7 @@ from torch import Tensor
 
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import Direction, EnsembleDynamics, TerminationFn
-from offlinerlkit.utils.checkpoint import non_finite_entries
+from offlinerlkit.utils.checkpoint import load_finite_state
 from offlinerlkit.utils.errors import UserError
 from offlinerlkit.utils.fileio import atomic_write, plain_data
 from offlinerlkit.utils.run_record import (
@@ -229,14 +229,8 @@ def load_dynamics(
         num_elites=arch["num_elites"],
         weight_decays=arch["weight_decays"],
     )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise DynamicsFileError(f"{file} does not fit the architecture it describes: {exc}") from exc
-    bad = non_finite_entries(model.state_dict())
-    if bad:
-        raise DynamicsFileError(f"{file} holds NaN or infinite weights ({', '.join(bad)}): the "
-                                "training that saved it diverged; train the dynamics again")
+    load_finite_state(model, state, file=file, error=DynamicsFileError,
+                      if_diverged="the training that saved it diverged; train the dynamics again")
     elites = model.elite_idx.tolist()
     if len(set(elites)) != len(elites) or min(elites) < 0 or max(elites) >= model.num_members:
         raise DynamicsFileError(f"{file} has invalid elite indices {elites}")

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from offlinerlkit.algorithms import display_name
 from offlinerlkit.pipeline.results import PolicyRun, one_run_per_seed
 from offlinerlkit.reference.paper_table import ALGOS, PAPER_TASKS
 from offlinerlkit.utils.extras import import_extra
@@ -143,7 +144,7 @@ def draw_learning_curves(runs: Sequence[PolicyRun], *, algos: Optional[Sequence[
             ax.plot(x, mean, color=color, label=label, linewidth=1.2,
                     marker="o" if x.size <= _MARKER_MAX_POINTS else None, markersize=3)
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
-        ax.set_title(f"{algo.upper()}: {col}", fontsize=9)
+        ax.set_title(f"{display_name(algo)}: {col}", fontsize=9)
         ax.set_xlabel("gradient steps", fontsize=8)
         if k % num_cols == 0:
             ax.set_ylabel("normalised score", fontsize=8)

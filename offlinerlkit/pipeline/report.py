@@ -24,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 
+from offlinerlkit.algorithms import display_name
 from offlinerlkit.pipeline.grid import GridCell, format_seconds
 from offlinerlkit.pipeline.results import PROGRESS_FILE, PolicyRun, paper_task_key, read_progress
 from offlinerlkit.reference.paper_table import PAPER_SOURCE, PaperCell, paper_cells
@@ -91,7 +92,7 @@ class ResultRow:
 
     @property
     def name(self) -> str:
-        return self.algo.upper() + (" + COCOA" if self.variant == "cocoa" else "")
+        return display_name(self.algo) + (" + COCOA" if self.variant == "cocoa" else "")
 
 
 def collect_rows(runs: Mapping[GridCell, Optional[PolicyRun]],
@@ -148,7 +149,7 @@ def analysis_lines(rows: Sequence[ResultRow]) -> list[str]:
     for algo in algos:
         tasks = [r.task for r in rows if r.algo == algo and r.variant == "cocoa"
                  and (r.task, algo, "alone") in by_key]
-        lines += [f"**{algo.upper()}**", ""]
+        lines += [f"**{display_name(algo)}**", ""]
         counts = {"higher": 0, "lower": 0, "within": 0, "undecided": 0}
         diffs = []
         for task in tasks:

@@ -26,6 +26,7 @@ from typing import Optional
 
 import numpy as np
 
+from offlinerlkit.algorithms import display_name
 from offlinerlkit.pipeline.results import PolicyRun, one_run_per_seed
 from offlinerlkit.reference.paper_table import (
     ALGOS,
@@ -245,7 +246,7 @@ def cell_text(table: ResultTable, row: str, algo: str, variant: str) -> str:
 
 def format_markdown(table: ResultTable, *, title: Optional[str] = None) -> str:
     """The table as Markdown, with a caption saying how every number was made."""
-    head = ["Task"] + [f"{a.upper()} {VARIANT_NAMES.get(v, v)}" for a, v in table.columns]
+    head = ["Task"] + [f"{display_name(a)} {VARIANT_NAMES.get(v, v)}" for a, v in table.columns]
     lines = []
     if title:
         lines += [f"### {title}", ""]

@@ -44,6 +44,7 @@ __all__ = [
     "list_checkpoints",
     "remove_stale_temporaries",
     "load_checkpoint",
+    "load_finite_state",
     "non_finite_entries",
     "restore_checkpoint",
     "save_checkpoint",
@@ -106,6 +107,19 @@ def non_finite_entries(state: Mapping[str, Any]) -> list[str]:
     return [name for name, value in state.items()
             if isinstance(value, torch.Tensor) and value.is_floating_point()
             and not bool(torch.isfinite(value).all())]
+
+
+def load_finite_state(module: torch.nn.Module, state: Mapping[str, Any], *, file: Path | str,
+                      error: type[Exception], if_diverged: str) -> None:
+    """Load `state` into `module`, raising `error` (one line naming `file`) when it does not fit
+    the module or holds NaN/inf weights; `if_diverged` ends the latter message (what to do)."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise error(f"{file} does not fit the architecture it describes: {exc}") from exc
+    bad = non_finite_entries(module.state_dict())
+    if bad:
+        raise error(f"{file} holds NaN or infinite weights ({', '.join(bad)}): {if_diverged}")
 
 
 def latest_checkpoint(directory: str | Path, *, prefix: str = "checkpoint") -> Path | None:
