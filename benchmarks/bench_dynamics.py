@@ -30,6 +30,7 @@ from workloads import dynamics_train_its, new_ensemble, synthetic_transitions
 from offlinerlkit.dynamics import EnsembleDynamics, fit_ensemble
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.device import configure_threads
+from offlinerlkit.utils.memory import keep_freed_memory
 
 
 def main() -> None:
@@ -50,7 +51,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     cfg = parser.parse_args()
 
-    configure_threads(cfg.threads)  # also keeps freed large blocks (utils.memory)
+    keep_freed_memory()
+    configure_threads(cfg.threads)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -22,6 +22,7 @@ from workloads import ALGOS, build, make_batch
 
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.device import configure_threads
+from offlinerlkit.utils.memory import keep_freed_memory
 
 #: Operator-name fragments of each group (first match wins).
 GROUPS = (
@@ -57,6 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = parse_args(argv)
+    keep_freed_memory()
     configure_threads(cfg.threads)
     device = torch.device("cpu")
     spec = EnvSpec(17, 6)

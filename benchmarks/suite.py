@@ -51,7 +51,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -80,6 +79,7 @@ from offlinerlkit.policy_trainer.mb import MBPolicyTrainer
 from offlinerlkit.types import Batch, EnvSpec
 from offlinerlkit.utils.device import configure_threads, resolve_device
 from offlinerlkit.utils.logger import NoOpLogger
+from offlinerlkit.utils.memory import keep_freed_memory
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.speed import apply_speed_options, step_context
 from offlinerlkit.utils.tasks import parse_task
@@ -172,7 +172,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def header(cfg: argparse.Namespace, device: torch.device) -> str:
+def header(cfg: SuiteOptions, device: torch.device) -> str:
     """One line: device, threads, torch version, CPU (and GPU) model, sizes."""
     gpu = f" gpu={torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     return (f"device={device}{gpu} threads={torch.get_num_threads()} torch={torch.__version__} "
@@ -200,7 +200,7 @@ def matmul_gflops(size: int, dtype: torch.dtype, device: torch.device, repeats: 
     return 2 * size**3 / best / 1e9
 
 
-def matmul_table(cfg: argparse.Namespace, device: torch.device) -> tuple[Table, float]:
+def matmul_table(cfg: SuiteOptions, device: torch.device) -> tuple[Table, float]:
     """The float32 (and bfloat16) matmul rates; returns the table and the float32 GFLOP/s."""
     table = Table(TITLES["matmul"], ["dtype", "size", "GFLOP/s", "ms/matmul"])
     rates = {}
@@ -245,7 +245,7 @@ def measure_update(algo: str, cocoa: bool, spec: EnvSpec, batch: Batch, device: 
     trainer's batches do (`MFPolicyTrainer(anchor_cache=True)`: dataset anchors computed once).
     """
     policy, step, anchor = build(algo, cocoa, spec, device)
-    speed = speed or SimpleNamespace(tf32=False, bf16=False, compile=False, cuda_graphs=False)
+    speed = speed or SuiteOptions()
     apply_speed_options(policy, speed, device)
     if precomputed_anchors:
         batch = dataclasses.replace(batch, obs_anchor=policy.anchors.precompute(batch.obs),
@@ -263,7 +263,7 @@ def measure_update(algo: str, cocoa: bool, spec: EnvSpec, batch: Batch, device: 
                        anchor.rows if anchor else None)
 
 
-def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
+def policies_table(cfg: SuiteOptions, spec: EnvSpec, device: torch.device,
                    fp32_gflops: float | None) -> Table:
     """Steps/s, FLOPs and anchor work of every requested algorithm, alone and with COCOA."""
     table = Table(f"{TITLES['policies']} (batch {cfg.batch_size})",
@@ -304,7 +304,7 @@ def policies_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device,
 
 # --------------------------------------------------------------------------- dynamics
 
-def dynamics_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+def dynamics_table(cfg: SuiteOptions, spec: EnvSpec, device: torch.device) -> Table:
     """Forward and reverse ensemble training throughput."""
     table = Table(TITLES["dynamics"], ["model", "it/s", "samples/s (all members)",
                                        "rows/member/s"])
@@ -345,7 +345,7 @@ def rollout_trainer(policy: Any, dynamics: EnsembleDynamics, spec: EnvSpec, star
     return trainer
 
 
-def rollout_seconds(cocoa: bool, cfg: argparse.Namespace, spec: EnvSpec, device: torch.device
+def rollout_seconds(cocoa: bool, cfg: SuiteOptions, spec: EnvSpec, device: torch.device
                     ) -> tuple[float, CountingAnchorFn | None]:
     """Median seconds of one rollout step from `cfg.rollout_starts` states, and the anchor fn
     (its counts are those of one rollout)."""
@@ -361,7 +361,7 @@ def rollout_seconds(cocoa: bool, cfg: argparse.Namespace, spec: EnvSpec, device:
     return seconds, anchor
 
 
-def rollout_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+def rollout_table(cfg: SuiteOptions, spec: EnvSpec, device: torch.device) -> Table:
     """Model-rollout throughput with a plain and a COCOA MOPO actor."""
     table = Table(f"{TITLES['rollout']} ({cfg.rollout_starts:,} starts, one step)",
                   ["actor", "transitions/s", "s/rollout step", "COCOA/alone time",
@@ -379,7 +379,7 @@ def rollout_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) 
     return table
 
 
-def reverse_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+def reverse_table(cfg: SuiteOptions, spec: EnvSpec, device: torch.device) -> Table:
     """`divergent_reverse_rollouts` throughput through the paper's reverse ensemble."""
     table = Table(TITLES["reverse"], ["stage", "transitions/s", "starts", "length", "s/run"])
     g = torch.Generator().manual_seed(cfg.seed)
@@ -400,7 +400,7 @@ def reverse_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) 
     return table
 
 
-def seeker_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+def seeker_table(cfg: SuiteOptions, spec: EnvSpec, device: torch.device) -> Table:
     """Seconds per seeker-pretraining epoch and the projection to the paper's data and epochs."""
     table = Table(TITLES["seeker"], ["stage", "s/epoch", "rows", "epochs timed",
                                      f"projected min ({PAPER_SEEKER_ROWS / 1e6:g}M rows x "
@@ -423,7 +423,7 @@ def seeker_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -
     return table
 
 
-def anchors_table(cfg: argparse.Namespace, spec: EnvSpec, device: torch.device) -> Table:
+def anchors_table(cfg: SuiteOptions, spec: EnvSpec, device: torch.device) -> Table:
     """`rollout_anchor_fn` throughput per horizon and state-batch size."""
     table = Table(TITLES["anchors"], ["anchor fn", "states", "states/s", "ms/call"])
     g = torch.Generator().manual_seed(cfg.seed)
@@ -513,7 +513,7 @@ def memory_child(rows: int, obs_dim: int, action_dim: int, device: torch.device)
     return result
 
 
-def memory_table(cfg: argparse.Namespace, device: torch.device) -> Table:
+def memory_table(cfg: SuiteOptions, device: torch.device) -> Table:
     """Runs `memory_child` in a subprocess (so nothing else inflates the peak) and tabulates it."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--memory_child",
            "--buffer_rows", str(cfg.buffer_rows), "--obs_dim", str(cfg.obs_dim),
@@ -540,7 +540,7 @@ def memory_table(cfg: argparse.Namespace, device: torch.device) -> Table:
     return table
 
 
-def online_table(cfg: argparse.Namespace, device: torch.device) -> Table:
+def online_table(cfg: SuiteOptions, device: torch.device) -> Table:
     """Online SAC as make_dataset.py runs it: simulator step, actor sample, buffer write and
     one update (batch, 256x2 networks) per environment step."""
     from offlinerlkit.policy_trainer.online import OnlineSACTrainer
@@ -578,7 +578,43 @@ def online_table(cfg: argparse.Namespace, device: torch.device) -> Table:
 
 # --------------------------------------------------------------------------- main
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+@dataclass(frozen=True)
+class SuiteOptions:
+    """What the suite measures and at which sizes (the command line, parsed by `parse_args`)."""
+
+    device: str = "auto"
+    threads: int = 2
+    only: tuple[str, ...] = SECTIONS
+    algos: tuple[str, ...] = ALGOS
+    markdown: Path | None = None
+    batch_size: int = 256
+    obs_dim: int = 17
+    action_dim: int = 6
+    steps: int = 10
+    warmup: int = 2
+    repeats: int = 3
+    matmul_size: int = 2048
+    dyn_rows: int = 50_000
+    dyn_steps: int = 20
+    rollout_starts: int = 50_000
+    reverse_starts: int = 20_000
+    reverse_length: int = 5
+    seeker_rows: int = 100_000
+    seeker_epochs: int = 2
+    anchor_horizons: tuple[int, ...] = (1, 5)
+    anchor_states: tuple[int, ...] = (256, 50_000)
+    buffer_rows: int = 2_000_000
+    online_robot: str = "hopper"
+    online_steps: int = 2_000
+    seed: int = 0
+    tf32: bool = False
+    bf16: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False
+    memory_child: bool = False
+
+
+def parse_args(argv: Sequence[str] | None = None) -> SuiteOptions:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
@@ -617,10 +653,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.add_argument(f"--{flag}", action="store_true",
                             help=f"policies section: {text}; off by default (changes numerics)")
     parser.add_argument("--memory_child", action="store_true", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    parsed = vars(parser.parse_args(argv))
+    return SuiteOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()})
 
 
-def run_sections(cfg: argparse.Namespace, device: torch.device,
+def run_sections(cfg: SuiteOptions, device: torch.device,
                  emit: Callable[[Table], None]) -> None:
     """Measures the selected sections in order, handing each table to `emit` when done."""
     spec = EnvSpec(cfg.obs_dim, cfg.action_dim)
@@ -647,7 +684,8 @@ def run_sections(cfg: argparse.Namespace, device: torch.device,
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = parse_args(argv)
-    configure_threads(cfg.threads)  # also keeps freed large blocks (utils.memory)
+    keep_freed_memory()
+    configure_threads(cfg.threads)
     device = resolve_device(cfg.device)
     if cfg.memory_child:
         print(json.dumps(memory_child(cfg.buffer_rows, cfg.obs_dim, cfg.action_dim, device)))

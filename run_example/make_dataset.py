@@ -51,6 +51,7 @@ from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.device import configure_threads, resolve_device
 from offlinerlkit.utils.fileio import new_files_removed_on_error
 from offlinerlkit.utils.logger import Logger
+from offlinerlkit.utils.memory import keep_freed_memory
 from offlinerlkit.utils.resume import resumed_config
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.run_record import code_commit, software_versions
@@ -155,6 +156,7 @@ def main(cfg: MakeDatasetConfig) -> ReplicaResult:
     """Make the datasets (or sample from `cfg.policy`); returns what was written."""
     if cfg.resume is not None:
         cfg = resumed_config(cfg)
+    keep_freed_memory()
     configure_threads(cfg.threads)
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)

@@ -22,6 +22,7 @@ from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.device import configure_threads, resolve_device
 from offlinerlkit.utils.fields import config_to_dict
 from offlinerlkit.utils.logger import Logger
+from offlinerlkit.utils.memory import keep_freed_memory
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.run_record import software_versions
 from offlinerlkit.utils.seeding import set_seed
@@ -78,13 +79,14 @@ def load_task_data(task: str, dataset_path: Optional[str], *, accept_anomalies: 
 
 def prepare_run(cfg: CommonConfig, dataset: Optional[Mapping[str, np.ndarray]] = None, *,
                 transform: Optional[Transform] = None) -> RunInputs:
-    """Threads, device, task, seed and data, in this order.
+    """Memory, threads, device, task, seed and data, in this order.
 
     `set_seed(cfg.seed)` runs before any network is built. The dataset is the task's own unless
     one is given; either is checked for absurd values (`datasets.checks`, accepted with
     `cfg.accept_dataset_anomalies`); `transform` (e.g. reward scaling) is applied; its sizes
     must match the task.
     """
+    keep_freed_memory()
     configure_threads(cfg.threads)
     device = resolve_device(cfg.device)
     task = parse_task(cfg.task)

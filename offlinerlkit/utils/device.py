@@ -5,8 +5,6 @@ from typing import Optional
 
 import torch
 
-from offlinerlkit.utils.memory import keep_freed_memory
-
 __all__ = ["configure_threads", "resolve_device"]
 
 
@@ -34,11 +32,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def configure_threads(threads: Optional[int]) -> None:
-    """Limit torch's intra-op CPU threads when asked (the original set OMP_NUM_THREADS=1).
-
-    Also keeps freed large blocks in the process (`utils.memory.keep_freed_memory`).
-    """
-    keep_freed_memory()
+    """Limit torch's intra-op CPU threads when asked (the original set OMP_NUM_THREADS=1)."""
     if threads is not None:
         if threads < 1:
             raise ValueError(f"--threads must be at least 1, got {threads}")
