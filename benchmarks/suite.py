@@ -615,38 +615,40 @@ class SuiteOptions:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SuiteOptions:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto",
+    # the defaults live in SuiteOptions only: an option not given stays out of the namespace
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--device",
                         help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op CPU threads")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
-    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--obs_dim", type=int, default=17)
-    parser.add_argument("--action_dim", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=10, help="timed policy updates (median)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed policy updates first")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--threads", type=int, help="torch intra-op CPU threads")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS)
+    parser.add_argument("--algos", nargs="+", choices=ALGOS)
+    parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    parser.add_argument("--batch_size", type=int)
+    parser.add_argument("--obs_dim", type=int)
+    parser.add_argument("--action_dim", type=int)
+    parser.add_argument("--steps", type=int, help="timed policy updates (median)")
+    parser.add_argument("--warmup", type=int, help="untimed policy updates first")
+    parser.add_argument("--repeats", type=int,
                         help="timed repeats of matmuls, dynamics steps, rollouts")
-    parser.add_argument("--matmul_size", type=int, default=2048)
-    parser.add_argument("--dyn_rows", type=int, default=50_000, help="dynamics training rows")
-    parser.add_argument("--dyn_steps", type=int, default=20, help="dynamics steps per repeat")
-    parser.add_argument("--rollout_starts", type=int, default=50_000)
-    parser.add_argument("--reverse_starts", type=int, default=20_000)
-    parser.add_argument("--reverse_length", type=int, default=5)
-    parser.add_argument("--seeker_rows", type=int, default=100_000)
-    parser.add_argument("--seeker_epochs", type=int, default=2)
-    parser.add_argument("--anchor_horizons", type=int, nargs="+", default=[1, 5],
+    parser.add_argument("--matmul_size", type=int)
+    parser.add_argument("--dyn_rows", type=int, help="dynamics training rows")
+    parser.add_argument("--dyn_steps", type=int, help="dynamics steps per repeat")
+    parser.add_argument("--rollout_starts", type=int)
+    parser.add_argument("--reverse_starts", type=int)
+    parser.add_argument("--reverse_length", type=int)
+    parser.add_argument("--seeker_rows", type=int)
+    parser.add_argument("--seeker_epochs", type=int)
+    parser.add_argument("--anchor_horizons", type=int, nargs="+",
                         help="rollout_anchor_fn horizons H of the anchors section")
-    parser.add_argument("--anchor_states", type=int, nargs="+", default=[256, 50_000],
+    parser.add_argument("--anchor_states", type=int, nargs="+",
                         help="state-batch sizes of the anchors section")
-    parser.add_argument("--buffer_rows", type=int, default=2_000_000)
-    parser.add_argument("--online_robot", default="hopper", choices=("hopper", "walker2d",
+    parser.add_argument("--buffer_rows", type=int)
+    parser.add_argument("--online_robot", choices=("hopper", "walker2d",
                                                                       "halfcheetah"))
-    parser.add_argument("--online_steps", type=int, default=2_000,
+    parser.add_argument("--online_steps", type=int,
                         help="timed online SAC environment steps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int)
     for flag, text in (("tf32", "TF32 matmuls (CUDA)"), ("bf16", "bf16 autocast around each update"),
                        ("compile", "torch.compile the networks"),
                        ("cuda_graphs", "compile mode reduce-overhead (CUDA graphs)")):

@@ -203,7 +203,7 @@ def test_every_registered_algorithm_has_a_workload(cocoa: bool) -> None:
     spec = EnvSpec(obs_dim=5, action_dim=2, max_action=1.0)
     batch = workloads.make_batch(spec, 16, torch.device("cpu"), seed=0)  # MOPO: 12 real rows
     for algo in workloads.ALGOS:
-        if cocoa and not ALGORITHMS[algo].cocoa_sizes:
+        if cocoa and not ALGORITHMS[algo].has_cocoa:
             continue
         _, update, anchor = workloads.build(algo, cocoa, spec, torch.device("cpu"))
         metrics = update(batch)

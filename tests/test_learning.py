@@ -9,11 +9,12 @@ other trainings on the machine.
 """
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
 import pytest
+
+from offlinerlkit.pipeline import load_policy_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_example"))
 import make_dataset  # noqa: E402
@@ -35,9 +36,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _last_10(run: Path) -> float:
-    with open(run / "record" / "policy_training_progress.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    return float(rows[-1]["eval/last_10_performance"])
+    """The run's final `eval/last_10_performance`, as the result tables read it."""
+    result = load_policy_run(run)
+    assert result is not None, f"{run} is not a finished policy run"
+    return result.last_10
 
 
 @pytest.mark.slow
