@@ -342,7 +342,9 @@ def write_page(grid: Grid, command: str) -> Path:
              f"{cfg.step_per_epoch:,} steps; seeds {', '.join(map(str, cfg.seeds))}; dynamics "
              f"at most {cfg.dynamics_max_epochs} epochs, anchor seeker {cfg.seeker_epochs} "
              "pretraining epochs; every other option at its script's default.",
-             f"Not run in this grid: {', '.join(left_out) if left_out else 'nothing'}."]
+             f"Not run in this grid: {', '.join(left_out) if left_out else 'nothing'}"
+             + (" (why, and what their budgets would cost: docs/PIPELINE.md, \"What the default "
+                "grid leaves out\")." if left_out else ".")]
     text = results_markdown(
         collect_rows(runs), command=command, figures=figures, page_dir=page.parent, notes=notes,
         artifacts=[(task, stage, artifact_wall_seconds(run))
