@@ -29,7 +29,7 @@ import make_table
 import run_pipeline
 
 from offlinerlkit.algorithms import algorithm, baseline_algorithms
-from offlinerlkit.datasets import read_d4rl_hdf5
+from offlinerlkit.datasets import read_hdf5_metadata
 from offlinerlkit.datasets.replica import replica_file_name
 from offlinerlkit.pipeline import find_policy_runs
 from offlinerlkit.pipeline.results import PolicyRun
@@ -70,7 +70,7 @@ def _finished(runs: list[PolicyRun], algo: str, epochs: int) -> Optional[PolicyR
 def summary(data_file: Path, runs: list[PolicyRun]) -> str:
     """What was learnt: each run's final and last-10 normalised score, and its fraction of the
     behaviour policy's own deterministic score (the dataset's `eval_return_normalized`)."""
-    raw = read_d4rl_hdf5(data_file)
+    raw = read_hdf5_metadata(data_file)
     behaviour = float(raw["metadata/eval_return_normalized"])
     data = float(raw["metadata/behaviour_return_normalized"])
     lines = ["| policy | steps | final score | last-10 score | of behaviour |",

@@ -40,6 +40,7 @@ import sweep
 import torch
 
 from offlinerlkit.algorithms import ALGORITHMS
+from offlinerlkit.datasets import read_hdf5_metadata
 from offlinerlkit.datasets.replica import replica_file_name, split_replica_task
 from offlinerlkit.pipeline import load_policy_run, plot_learning_curves
 from offlinerlkit.pipeline.grid import (
@@ -53,7 +54,7 @@ from offlinerlkit.pipeline.grid import (
     grid_cells,
 )
 from offlinerlkit.pipeline.report import artifact_wall_seconds, collect_rows, results_markdown
-from offlinerlkit.pipeline.results import PolicyRun
+from offlinerlkit.pipeline.results import PolicyRun, paper_task_key
 from offlinerlkit.pipeline.runner import PlannedWork, planned_work
 from offlinerlkit.replica.from_policies import SHIPPED, SHIPPED_ROOT
 from offlinerlkit.utils.cli import opt, parse_config, run_main
@@ -345,8 +346,16 @@ def write_page(grid: Grid, command: str) -> Path:
              f"Not run in this grid: {', '.join(left_out) if left_out else 'nothing'}"
              + (" (why, and what their budgets would cost: docs/PIPELINE.md, \"What the default "
                 "grid leaves out\")." if left_out else ".")]
+    data_scores = []
+    for task in cfg.tasks:
+        if grid.data_file(task).is_file():
+            meta = read_hdf5_metadata(grid.data_file(task))
+            if "metadata/behaviour_return_normalized" in meta:
+                data_scores.append((paper_task_key(task),
+                                    float(meta["metadata/behaviour_return_normalized"])))
     text = results_markdown(
         collect_rows(runs), command=command, figures=figures, page_dir=page.parent, notes=notes,
+        data_scores=data_scores,
         artifacts=[(task, stage, artifact_wall_seconds(run))
                    for run, (task, stage) in artifacts.items()])
     page.parent.mkdir(parents=True, exist_ok=True)

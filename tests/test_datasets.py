@@ -21,6 +21,7 @@ from offlinerlkit.datasets import (
     load_from_source,
     qlearning_dataset,
     read_d4rl_hdf5,
+    read_hdf5_metadata,
     write_d4rl_hdf5,
 )
 from offlinerlkit.utils.tasks import TaskError, parse_task
@@ -270,6 +271,21 @@ def test_write_then_read_roundtrip(tmp_path):
     assert str(back["metadata/algorithm"]) == "SAC"
     assert int(back["metadata/iteration"]) == 7
     assert list(back["metadata/names"]) == ["a", "b"]
+
+
+def test_read_metadata_only(tmp_path):
+    path = write_d4rl_hdf5(tmp_path / FILE_NAME, d4rl_arrays(np.random.default_rng(1)),
+                           metadata={"algorithm": "SAC", "score": 36.4, "policy": {"step": 5}})
+    meta = read_hdf5_metadata(path)
+    assert sorted(meta) == ["metadata/algorithm", "metadata/policy/step", "metadata/score"]
+    assert str(meta["metadata/algorithm"]) == "SAC" and float(meta["metadata/score"]) == 36.4
+    assert read_hdf5_metadata(write_d4rl_hdf5(tmp_path / "bare.hdf5",
+                                              d4rl_arrays(np.random.default_rng(2)))) == {}
+    with pytest.raises(DatasetError, match="no such dataset file"):
+        read_hdf5_metadata(tmp_path / "nowhere.hdf5")
+    (tmp_path / "notes.hdf5").write_text("not an hdf5 file\n")
+    with pytest.raises(DatasetError, match="notes.hdf5: cannot be read as HDF5"):
+        read_hdf5_metadata(tmp_path / "notes.hdf5")
 
 
 def test_write_refuses_to_overwrite(tmp_path):

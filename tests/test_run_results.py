@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from script_helpers import TINY_MODELS, TINY_SEEKER
@@ -115,6 +116,9 @@ def test_grid_runs_skips_and_resumes(tmp_path: Path) -> None:
     assert set(expected) == {("bc", "alone"), ("iql", "alone"), ("iql", "cocoa")}
     text = page.read_text()
     assert "replica data, reduced budget" in text.lower()
+    with h5py.File(log / "data" / "hopper_medium-v2-replica.hdf5", "r") as h5:
+        data_score = float(h5["metadata/behaviour_return_normalized"][()])
+    assert f"| hopper-medium | {data_score:.1f} |" in text.split("## Table")[0]
     for (algo, variant), (mean, std, _) in expected.items():
         name = algo.upper() + (" + COCOA" if variant == "cocoa" else "")
         assert f"| hopper-medium | {name} | {mean:.1f} ± {std:.1f} | 2 | 4 |" in text

@@ -160,6 +160,53 @@ def validate_d4rl_arrays(
         )
 
 
+def _read_datasets(file: Path, *, prefix: str = "", wanted: str | None = None
+                   ) -> dict[str, np.ndarray]:
+    """Every dataset of an HDF5 file whose path starts with `prefix`, decoded, keyed by path.
+
+    Raises:
+        DatasetNotFoundError: the file does not exist (the message names `wanted`, or "a D4RL
+            HDF5 file").
+        DatasetError: the file is a folder or cannot be read as HDF5.
+    """
+    if not file.exists():
+        raise DatasetNotFoundError(
+            f"{file}: no such dataset file. Check the path, or put {wanted or 'a D4RL HDF5 file'} "
+            "there.",
+            places=[str(file)],
+        )
+    if file.is_dir():
+        raise DatasetError(f"{file}: is a folder, expected a D4RL HDF5 file; pass the file.")
+
+    import h5py
+
+    data: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(file, "r") as h5:
+            names: list[str] = []
+
+            def visit(name: str, obj: object) -> None:
+                if isinstance(obj, h5py.Dataset) and name.startswith(prefix):
+                    names.append(name)
+
+            h5.visititems(visit)
+            for name in names:
+                data[name] = _decode(h5[name][()])
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise DatasetError(f"{file}: cannot be read as HDF5 ({exc}). {_CORRUPT_FIX}") from exc
+    return data
+
+
+def read_hdf5_metadata(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The `metadata/...` datasets of a D4RL-format HDF5 file, without reading its arrays.
+
+    Keys are full paths (`metadata/behaviour_return_normalized`), values decoded as by
+    `read_d4rl_hdf5`; a file without metadata gives `{}`. Raises as `read_d4rl_hdf5` does for
+    a missing, folder or unreadable file.
+    """
+    return _read_datasets(Path(path).expanduser(), prefix="metadata/")
+
+
 def read_d4rl_hdf5(path: str | os.PathLike, *, task: str | None = None) -> dict[str, np.ndarray]:
     """Read a D4RL-format HDF5 file into arrays, validating it.
 
@@ -182,34 +229,9 @@ def read_d4rl_hdf5(path: str | os.PathLike, *, task: str | None = None) -> dict[
         TaskError: `task` is not a known task name.
     """
     info = parse_task(task) if task is not None else None
+    wanted = f"the D4RL file of '{info.name}' ({info.d4rl_file_name})" if info else None
     file = Path(path).expanduser()
-    if not file.exists():
-        wanted = f"the D4RL file of '{info.name}' ({info.d4rl_file_name})" if info else (
-            "a D4RL HDF5 file"
-        )
-        raise DatasetNotFoundError(
-            f"{file}: no such dataset file. Check the path, or put {wanted} there.",
-            places=[str(file)],
-        )
-    if file.is_dir():
-        raise DatasetError(f"{file}: is a folder, expected a D4RL HDF5 file; pass the file.")
-
-    import h5py
-
-    data: dict[str, np.ndarray] = {}
-    try:
-        with h5py.File(file, "r") as h5:
-            names: list[str] = []
-
-            def visit(name: str, obj: object) -> None:
-                if isinstance(obj, h5py.Dataset):
-                    names.append(name)
-
-            h5.visititems(visit)
-            for name in names:
-                data[name] = _decode(h5[name][()])
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise DatasetError(f"{file}: cannot be read as HDF5 ({exc}). {_CORRUPT_FIX}") from exc
+    data = _read_datasets(file, wanted=wanted)
     for key in ("rewards", "terminals", "timeouts"):
         _squeeze_column(data, key)
     validate_d4rl_arrays(data, source=str(file), task=info)

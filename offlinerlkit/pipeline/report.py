@@ -187,7 +187,8 @@ def analysis_lines(rows: Sequence[ResultRow]) -> list[str]:
 def results_markdown(rows: Sequence[ResultRow], *, command: str,
                      artifacts: Sequence[tuple[str, str, Optional[float]]] = (),
                      figures: Sequence[Path] = (), page_dir: Optional[Path] = None,
-                     notes: Sequence[str] = ()) -> str:
+                     notes: Sequence[str] = (),
+                     data_scores: Sequence[tuple[str, float]] = ()) -> str:
     """The whole page.
 
     Args:
@@ -197,6 +198,8 @@ def results_markdown(rows: Sequence[ResultRow], *, command: str,
         figures: learning-curve PNGs, linked relative to `page_dir`.
         page_dir: the folder the page is written to.
         notes: further lines for the setup section (data, budgets, what was left out).
+        data_scores: (task, mean D4RL-normalised score of the dataset's episodes), the scale
+            the policies' scores are read against.
     """
     total = sum(sum(r.wall_seconds) for r in rows) + sum(s or 0.0 for _, _, s in artifacts)
     lines = [f"# Results ({LABEL})", "",
@@ -215,8 +218,16 @@ def results_markdown(rows: Sequence[ResultRow], *, command: str,
               "* Wall time per run: the policy run's recorded training and evaluation time "
               "(one torch thread), mean over seeds; the shared dynamics and anchor seekers are "
               "listed below.",
-              f"* Compute recorded in this grid: {format_seconds(total)} of one thread.", "",
-              "## Table", ""]
+              f"* Compute recorded in this grid: {format_seconds(total)} of one thread.", ""]
+    if data_scores:
+        lines += ["## Data", "",
+                  "The mean D4RL-normalised score of each dataset's episodes (its behaviour "
+                  "policy's, stochastic actions): the scale to read the policies' scores against, "
+                  "since the replica data are not D4RL's.", "",
+                  "| task | dataset's episodes |", "|---|---:|"]
+        lines += [f"| {task} | {score:.1f} |" for task, score in data_scores]
+        lines += [""]
+    lines += ["## Table", ""]
     lines += _table(rows)
     if artifacts:
         lines += ["", "Shared artifacts (one per task, reused by every seed):", "",
