@@ -15,6 +15,7 @@ from script_helpers import TINY_MODELS, TINY_SEEKER
 
 from offlinerlkit.pipeline import completed_epochs, find_policy_runs, load_policy_run
 from offlinerlkit.pipeline.grid import Budget, Rates, estimate, grid_cells
+from offlinerlkit.pipeline.report import ResultRow, analysis_lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_example"))
 import run_results  # noqa: E402
@@ -71,6 +72,25 @@ def test_dry_run_lists_the_cells_and_runs_nothing(tmp_path: Path, capsys: pytest
     assert out.count("to train") == 6 and "Estimate of what is left" in out
     assert "steps/s" in out and "forward dynamics" in out and f"dataset {TASK}" in out
     assert not (tmp_path / "log").exists() and not (tmp_path / "docs").exists()
+
+
+def test_analysis_counts_only_compared_tasks() -> None:
+    def row(task: str, variant: str, scores: tuple[float, ...]) -> ResultRow:
+        seeds = tuple(range(len(scores)))
+        return ResultRow(task=task, algo="iql", variant=variant, steps=100, seeds=seeds,
+                         scores=scores, wall_seconds=tuple(1.0 for _ in seeds),
+                         missing=tuple(s for s in (0, 1) if s not in seeds), paper=None)
+
+    rows = [row("hopper-medium", "alone", (30.0, 32.0)), row("hopper-medium", "cocoa", (40.0, 42.0)),
+            row("hopper-medium-replay", "alone", (37.0,)), row("hopper-medium-replay", "cocoa", (30.0,)),
+            row("hopper-medium-expert", "alone", ()), row("hopper-medium-expert", "cocoa", ())]
+    lines = analysis_lines(rows)
+    assert "* hopper-medium: COCOA 41.0 ± 1.0 vs alone 31.0 ± 1.0 (2 and 2 seeds), difference " \
+           "+10.0, larger than the seed spread (2.0): COCOA is higher here." in lines
+    assert "* hopper-medium-expert: not comparable yet (finished seeds: alone 0, COCOA 0)." in lines
+    assert ("* Over 2 tasks: mean difference +1.5; COCOA higher beyond the spread on 1, lower "
+            "beyond it on 0, within it on 0, undecided (one seed on a side) on 1; 1 more not "
+            "comparable yet.") in lines
 
 
 def test_unknown_flags_are_refused(capsys: pytest.CaptureFixture) -> None:

@@ -150,14 +150,14 @@ def analysis_lines(rows: Sequence[ResultRow]) -> list[str]:
         tasks = [r.task for r in rows if r.algo == algo and r.variant == "cocoa"
                  and (r.task, algo, "alone") in by_key]
         lines += [f"**{display_name(algo)}**", ""]
-        counts = {"higher": 0, "lower": 0, "within": 0, "undecided": 0}
+        counts = {"higher": 0, "lower": 0, "within": 0, "undecided": 0, "missing": 0}
         diffs = []
         for task in tasks:
             alone, cocoa = by_key[(task, algo, "alone")], by_key[(task, algo, "cocoa")]
             if not alone.scores or not cocoa.scores:
                 lines.append(f"* {task}: not comparable yet (finished seeds: alone "
                              f"{len(alone.scores)}, COCOA {len(cocoa.scores)}).")
-                counts["undecided"] += 1
+                counts["missing"] += 1
                 continue
             diff, spread = cocoa.mean - alone.mean, alone.std + cocoa.std
             diffs.append(diff)
@@ -179,7 +179,10 @@ def analysis_lines(rows: Sequence[ResultRow]) -> list[str]:
             lines.append(f"* Over {len(diffs)} task{'s' * (len(diffs) != 1)}: mean difference "
                          f"{float(np.mean(diffs)):+.1f}; COCOA higher beyond the spread on "
                          f"{counts['higher']}, lower beyond it on {counts['lower']}, within it on "
-                         f"{counts['within']}, undecided on {counts['undecided']}.")
+                         f"{counts['within']}, undecided (one seed on a side) on "
+                         f"{counts['undecided']}"
+                         + (f"; {counts['missing']} more not comparable yet."
+                            if counts["missing"] else "."))
         lines.append("")
     return lines
 
