@@ -363,11 +363,26 @@ def write_page(grid: Grid, command: str) -> Path:
     return page
 
 
+def display_command(args: Sequence[str]) -> str:
+    """The grid's command line as the page shows it: without `--report_only` (the page says
+    how to only rewrite it) and with the home folder written `~`."""
+    home = str(Path.home()) + "/"
+    words = []
+    for word in ["python", "run_example/run_results.py", *args]:
+        if word == "--report_only":
+            continue
+        quoted = shlex.quote(word)
+        if quoted == word and word.startswith(home):
+            quoted = "~/" + word[len(home):]
+        words.append(quoted)
+    return " ".join(words)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     """Command-line entry point; returns the page written (or that would be, with --dry_run)."""
     args = list(sys.argv[1:] if argv is None else argv)
     grid = parse_args(args)
-    command = shlex.join(["python", "run_example/run_results.py", *args])
+    command = display_command(args)
     if grid.cfg.report_only:
         return write_page(grid, command)
     start = time.time()

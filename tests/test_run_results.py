@@ -101,6 +101,12 @@ def test_unknown_flags_are_refused(capsys: pytest.CaptureFixture) -> None:
     assert "is not a replica task" in capsys.readouterr().err
 
 
+def test_page_command_writes_home_as_tilde() -> None:
+    home = str(Path.home())
+    shown = run_results.display_command(["--report_only", "--data_dir", f"{home}/data", "--log_dir", "/tmp/a b"])
+    assert shown == "python run_example/run_results.py --data_dir ~/data --log_dir '/tmp/a b'"
+
+
 def _expected(log: Path) -> dict[tuple[str, str], tuple[float, float, list[float]]]:
     """Mean, population std and scores of each (algo, variant), read from the run folders."""
     runs = [r for r in find_policy_runs([log]) if r.finished]

@@ -211,8 +211,9 @@ def results_markdown(rows: Sequence[ResultRow], *, command: str,
              "not on D4RL's files, and at far fewer gradient steps than the paper's 1M (CQL, IQL) "
              "and 3M (MOPO, MOBILE). The paper's numbers stand beside ours for orientation, not "
              "as a like-for-like comparison.", "",
-             f"Made by `{command}`; regenerate the page from the run folders with the same "
-             "command (finished runs are skipped).", ""]
+             f"Made by `{command}`: it runs what the grid still lacks (finished runs are "
+             "skipped, stopped ones resume) and rewrites this page; add `--report_only` to "
+             "only rewrite the page from the run folders.", ""]
     lines += [f"* {note}" for note in notes]
     lines += [f"* Score: mean ± population std over seeds of each run's final "
               "`eval/last_10_performance` (the mean D4RL-normalised score of its last 10 "
