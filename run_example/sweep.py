@@ -6,7 +6,8 @@
 
 Each Tune trial runs `run_pipeline.py` for one grid point, so shared artifacts (one forward
 dynamics and one anchor seeker per task, by default) are trained once and reused (trials that
-need the same one wait for it), finished policy runs are skipped and unfinished ones resumed from
+need the same one wait for it; trials start seed by seed, each task before the next algorithm, so
+those running at once mostly train different tasks' artifacts), finished policy runs are skipped and unfinished ones resumed from
 their checkpoints. Running the same command again restores the Tune experiment
 (`Tuner.restore`): finished trials are not run again, unfinished and errored ones are, and their
 pipelines continue from the policy checkpoints. Results: `<log_dir>/<task>/...` as usual, Tune's
@@ -78,6 +79,23 @@ class SweepConfig:
             raise ValueError("--cpus_per_trial must be > 0 and --gpus_per_trial >= 0")
 
 
+def grid_points(cfg: SweepConfig) -> list[dict[str, Any]]:
+    """The grid points in the order trials start: seed by seed, and within a seed, each task
+    before the next algorithm or variant. Trials that run at once then mostly need different
+    tasks' artifacts, instead of one waiting idle for the dynamics and seeker another trains.
+    """
+    return [{"task": task, "algo": algo, "variant": variant, "seed": seed}
+            for seed in cfg.seeds for algo in cfg.algos for variant in cfg.variants
+            for task in cfg.tasks]
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config with its grid point's keys at the top (Tune nests them under `point`)."""
+    out = {k: v for k, v in config.items() if k != "point"}
+    out.update(config.get("point") or {})
+    return out
+
+
 def trial_argv(point: dict[str, Any]) -> list[str]:
     """The `run_pipeline.py` command line of one grid point."""
     return ["--task", str(point["task"]), "--algo", str(point["algo"]),
@@ -90,7 +108,7 @@ def pipeline_trial(config: dict[str, Any]) -> None:
     import run_pipeline
     from ray import tune
 
-    result = run_pipeline.run(trial_argv(config), strict=False)
+    result = run_pipeline.run(trial_argv(flat_config(config)), strict=False)
     summary = run_pipeline.summary(result)
     metrics: dict[str, Any] = {"last_10_performance": summary.pop("last_10_performance")}
     for stage, outcome in summary.items():
@@ -100,7 +118,7 @@ def pipeline_trial(config: dict[str, Any]) -> None:
 
 
 def _trial_name(trial: Any) -> str:
-    c = trial.config
+    c = flat_config(trial.config)
     return f"{c['algo']}_{c['variant']}_{safe_name(c['task'])}_seed{c['seed']}_{trial.trial_id}"
 
 
@@ -191,10 +209,8 @@ def run_sweep(cfg: SweepConfig, forwarded: Sequence[str]) -> Any:
             tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
                                        resume_unfinished=True, resume_errored=True)
         else:
-            param_space = {
-                "task": tune.grid_search(list(cfg.tasks)), "algo": tune.grid_search(list(cfg.algos)),
-                "variant": tune.grid_search(list(cfg.variants)),
-                "seed": tune.grid_search(list(cfg.seeds)), "log_dir": str(log_dir), "argv": argv}
+            param_space = {"point": tune.grid_search(grid_points(cfg)), "log_dir": str(log_dir),
+                           "argv": argv}
             tuner = tune.Tuner(
                 trainable, param_space=param_space,
                 tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent_trials,
@@ -214,7 +230,7 @@ def report(results: Any) -> list[dict[str, Any]]:
     """One row per trial: grid point, status (`finished`, `error`, `unfinished`), score, policy run."""
     rows = []
     for result in results:
-        c, m = result.config or {}, result.metrics or {}
+        c, m = flat_config(result.config or {}), result.metrics or {}
         status = ("error" if result.error is not None
                   else "finished" if "policy_action" in m else "unfinished")
         rows.append({"task": c.get("task"), "algo": c.get("algo"), "variant": c.get("variant"),

@@ -28,6 +28,24 @@ def test_flags_are_checked_before_ray_starts() -> None:
         sweep.parse_args(["--algos", "cql", "--rollout_batch_size", "32"])
 
 
+def test_trials_start_seed_by_seed_and_task_by_task() -> None:
+    cfg, _ = sweep.parse_args(["--tasks", "hopper-medium-v2", "walker2d-medium-v2",
+                               "--algos", "iql", "--variants", "alone", "cocoa", "--seeds", "0", "1"])
+    order = [(p["seed"], p["variant"], p["task"][:6]) for p in sweep.grid_points(cfg)]
+    assert order == [(s, v, t) for s in (0, 1) for v in ("alone", "cocoa")
+                     for t in ("hopper", "walker")]
+    nested = {"point": {"task": "hopper-medium-v2", "algo": "iql", "variant": "cocoa", "seed": 1},
+              "log_dir": "log", "argv": ["--epoch", "2"]}
+    assert sweep.trial_argv(sweep.flat_config(nested)) == [
+        "--task", "hopper-medium-v2", "--algo", "iql", "--variant", "cocoa", "--seed", "1",
+        "--log_dir", "log", "--epoch", "2"]
+
+    class Trial:
+        config, trial_id = nested, "abc"
+
+    assert sweep._trial_name(Trial) == "iql_cocoa_hopper-medium-v2_seed1_abc"
+
+
 def test_two_trial_sweep_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("ray.tune")
     # the sweep sets these in os.environ; restore them afterwards
