@@ -33,7 +33,7 @@ from offlinerlkit.config import CommonConfig, DynamicsOptions, check_ranges
 from offlinerlkit.dynamics.io import load_dynamics
 from offlinerlkit.dynamics.training import build_dynamics, train_dynamics
 from offlinerlkit.presets import ANCHOR_SEEKER_ALL
-from offlinerlkit.run import open_run, prepare_run, restart_stage
+from offlinerlkit.run import clear_steps, load_step, open_run, prepare_run, restart_stage, save_step
 from offlinerlkit.utils.cli import opt, run_main
 from offlinerlkit.utils.resume import resumed_config
 
@@ -123,16 +123,23 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
                                    "imagination_capacity": capacity}},
         warnings=inputs.warnings)
     with logger:
-        if cfg.resume and not restart_stage(run_dir, logger, final=run_dir.model / SEEKER_FILE,
-                                            phases=["reverse_dynamics", "anchor_seeker"]):
+        resume = bool(cfg.resume)
+        if resume and not restart_stage(run_dir, logger, final=run_dir.model / SEEKER_FILE,
+                                        phases=["anchor_seeker"]):
             return run_dir.path
         # --- reverse dynamics ---
         reverse_path = _path(cfg.load_reverse_dynamics_path)
         imagination_path = _path(cfg.load_imagination_path)
+        own_imagination = run_dir.result / IMAGINATION_FILE
         if imagination_path is not None:
             imagination = load_imagination(imagination_path, obs_dim=spec.obs_dim,
                                            action_dim=spec.action_dim)
             logger.info(f"reverse imagination loaded from {imagination_path}")
+        elif (resume and own_imagination.is_file()
+              and load_step(run_dir, "imagination") is not None):
+            imagination = load_imagination(own_imagination, obs_dim=spec.obs_dim,
+                                           action_dim=spec.action_dim)
+            logger.info(f"the stopped run's reverse imagination reused ({own_imagination})")
         else:
             if reverse_path is not None:
                 reverse = load_dynamics(reverse_path, task=task.name, obs_dim=spec.obs_dim,
@@ -141,9 +148,15 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
                 logger.info(f"reverse dynamics loaded from {reverse_path}")
             else:
                 reverse = build_dynamics(cfg, spec, direction="reverse", device=device)
-                train_dynamics(reverse, dataset, options=cfg, run_dir=run_dir, logger=logger,
-                               task=task.name, metadata={"dataset_source": source},
-                               progress=cfg.progress)
+                fitted = load_step(run_dir, "reverse_dynamics") if resume else None
+                if fitted is not None:  # the weights the rollouts used, not model/'s best ones
+                    reverse.model.load_state_dict(fitted["model"])
+                    logger.info("the stopped run's reverse dynamics reused")
+                else:
+                    train_dynamics(reverse, dataset, options=cfg, run_dir=run_dir, logger=logger,
+                                   task=task.name, metadata={"dataset_source": source},
+                                   progress=cfg.progress, resume=resume)
+                    save_step(run_dir, "reverse_dynamics", {"model": reverse.model.state_dict()})
             # --- divergent reverse rollouts from every dataset next-state ---
             imagination = divergent_reverse_rollouts(
                 reverse, torch.as_tensor(dataset["next_observations"], device=device),
@@ -151,8 +164,9 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
                 rollout_length=cfg.rollout_length, scale_coef=scale, noise_coef=noise,
                 max_action=spec.max_action, chunk_size=cfg.rollout_chunk,
                 block_size=cfg.batch_size, capacity=capacity, progress=cfg.progress)
-            path = save_imagination(run_dir.result / IMAGINATION_FILE, imagination,
-                                    overwrite=bool(cfg.resume))  # a restart writes it again
+            path = save_imagination(own_imagination, imagination,
+                                    overwrite=resume)  # a resumed run writes it again
+            save_step(run_dir, "imagination")
             logger.info(f"{len(imagination['observations'])} reverse-imagined transitions "
                         f"saved to {path}")
         # --- anchor seeker: behaviour cloning on the imagination ---
@@ -171,6 +185,7 @@ def main(cfg: AnchorSeekerConfig, *, dataset: Optional[Mapping[str, np.ndarray]]
             "task": task.name, "dataset_source": source, "scale_coef": scale,
             "noise_coef": noise, "rollout_length": cfg.rollout_length,
             "seeker_training": cfg.seeker_training})
+        clear_steps(run_dir)
         logger.info(f"anchor seeker saved to {path}; use it with --load_anchor_seeker_path "
                     f"{run_dir.model}")
     return run_dir.path

@@ -29,7 +29,7 @@ class DynamicsRunConfig(CommonConfig, DynamicsOptions):
 
     direction: Literal["forward", "reverse"] = opt("forward", "which model: forward or reverse")
     resume: Optional[str] = opt(None, "run this stopped run folder again with its saved options "
-                                      "(dynamics training restarts from its first epoch)")
+                                      "(the fit continues after its last finished epoch)")
 
 
 def main(cfg: DynamicsRunConfig, *, dataset: Optional[Mapping[str, np.ndarray]] = None) -> Path:

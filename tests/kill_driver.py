@@ -71,14 +71,15 @@ def _arm(moment: str, n: int) -> None:
         mf.save_checkpoint = _on_nth(n, mf.save_checkpoint)
         return
     if moment == "csv":
-        from offlinerlkit.utils import logger
+        from offlinerlkit.utils import log_backends
 
         def half_row(self: Any, row: dict[str, float], step: int, phase: str) -> None:
             with open(self._path(phase), "a", encoding="utf-8") as f:
                 f.write(f"{step},{next(iter(row.values()), 0.0)!r}"[:6])
             _die()
 
-        logger._CSVBackend.write = _on_nth(n, logger._CSVBackend.write, before=half_row)
+        log_backends.CSVBackend.write = _on_nth(n, log_backends.CSVBackend.write,
+                                                before=half_row)
         return
     raise SystemExit(f"kill_driver.py: unknown moment {moment!r}")
 

@@ -1,6 +1,8 @@
 """fit_ensemble on a small linear-dynamics dataset: learning, keep-best rule, restore modes."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,13 @@ from policy_helpers import make_tiny_dynamics
 
 from offlinerlkit.dynamics.ensemble import GaussianEnsemble
 from offlinerlkit.dynamics.ensemble_dynamics import EnsembleDynamics
-from offlinerlkit.dynamics.fit import HOLDOUT_LOSS_KEY, TRAIN_LOSS_KEY, FitResult, fit_ensemble
+from offlinerlkit.dynamics.fit import (
+    FIT_STATE_FORMAT,
+    HOLDOUT_LOSS_KEY,
+    TRAIN_LOSS_KEY,
+    FitResult,
+    fit_ensemble,
+)
 
 S, A = 3, 2
 _F = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.8, 0.2], [0.1, 0.0, 0.9]])
@@ -239,6 +247,49 @@ def test_same_generator_same_result(device):
         states.append(dynamics.model.state_dict())
     for key, value in states[0].items():  # CUDA: atomics in index backward may reorder sums
         assert_same(device, value, states[1][key], key)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("restore", ["every_epoch", "end"])
+def test_a_stopped_fit_resumes_to_the_uninterrupted_numbers(restore):
+    """Stopped after epoch 2 and resumed from its saved state (written and read back through a
+    file, as a run does), the fit ends with the uninterrupted fit's weights, losses and elites."""
+    data = _linear_data(400, seed=5)
+    fit = dict(seed=4, max_epochs=6, max_epochs_since_update=50, batch_size=64, restore=restore)
+    full = _dynamics("forward", hidden=(16,), members=3, elites=2, seed=2)
+    expected = _fit(full, data, **fit)
+
+    saved = io.BytesIO()
+
+    def stop_after_two(state):
+        if state["epoch"] == 2:
+            torch.save(state, saved)
+            raise _Stop
+
+    stopped = _dynamics("forward", hidden=(16,), members=3, elites=2, seed=2)
+    with pytest.raises(_Stop):
+        _fit(stopped, data, save_state=stop_after_two, **fit)
+    saved.seek(0)
+    state = torch.load(saved, weights_only=True)
+    assert state["format"] == FIT_STATE_FORMAT and len(state["history"]) == 2
+
+    resumed = _dynamics("forward", hidden=(16,), members=3, elites=2, seed=2)
+    result = _fit(resumed, data, resume_state=state, **fit)
+    assert result.epochs == expected.epochs == 6
+    assert result.history == expected.history and result.elites == expected.elites
+    assert result.member_holdout_losses == expected.member_holdout_losses
+    for key, value in expected.saved_state.items():
+        assert torch.equal(result.saved_state[key], value), key
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+    other = _linear_data(400, seed=6)  # other rows: the holdout check refuses the state
+    with pytest.raises(ValueError, match="holdout rows differ"):
+        _fit(_dynamics("forward", hidden=(16,), members=3, elites=2, seed=2), other, seed=5,
+             resume_state=state, max_epochs=3)
 
 
 def test_fit_validates_arguments():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from offlinerlkit.policy_trainer.mf import MFPolicyTrainer
 from offlinerlkit.utils.cli import parse_config
@@ -316,6 +317,30 @@ def test_dynamics_run_killed_restarts_cleanly_on_resume_and_is_never_reused_unfi
     _assert_clean(run)
 
 
+def test_dynamics_fit_killed_continues_after_its_last_saved_epoch(
+        dynamics_run: Path, hdf5_data: Path, tmp_path: Path) -> None:
+    """Killed before the fit state of epoch 2 is written, a resume continues from epoch 1's
+    state (it does not start over) and ends with the uninterrupted run's rows and model."""
+    import run_dynamics
+
+    argv = DYN_ARGV + ["--dataset_path", str(hdf5_data), "--log_dir", str(tmp_path / "log")]
+    proc = _kill_run(r"replace:^dynamics_fit_state\.pt$", 2, "run_dynamics.py", *argv)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    run = _only_run(tmp_path / "log")
+    assert len(_rows(run, "dynamics")) == 2 and (run / "checkpoint" / "dynamics_fit_state.pt").is_file()
+    run_dynamics.main(parse_config(run_dynamics.DynamicsRunConfig, ["--resume", str(run)]))
+    console = (run / "record" / "consoleout_backup.txt").read_text()
+    assert "continuing the stopped forward dynamics fit after epoch 1" in console
+    assert _rows(run, "dynamics") == _rows(dynamics_run, "dynamics")
+    assert _tb(run) == _tb(dynamics_run)
+    saved = [torch.load(r / "model" / "dynamics.pth", weights_only=True)["state_dict"]
+             for r in (run, dynamics_run)]
+    for key, value in saved[1].items():
+        assert torch.equal(saved[0][key], value), key
+    assert not (run / "checkpoint" / "dynamics_fit_state.pt").exists()
+    _assert_clean(run)
+
+
 def test_anchor_seeker_run_killed_restarts_cleanly_on_resume(hdf5_data: Path,
                                                               tmp_path: Path) -> None:
     import run_anchor_seeker
@@ -328,15 +353,27 @@ def test_anchor_seeker_run_killed_restarts_cleanly_on_resume(hdf5_data: Path,
     cfg = parse_config(run_anchor_seeker.AnchorSeekerConfig,
                        argv + ["--log_dir", str(tmp_path / "straight")])
     reference = run_anchor_seeker.main(cfg)
-    proc = _kill_run("csv", 4, "run_anchor_seeker.py", *argv, "--log_dir", str(tmp_path / "log"))
-    assert proc.returncode == -9, proc.stderr[-2000:]
-    run = _only_run(tmp_path / "log")
-    run_anchor_seeker.main(parse_config(run_anchor_seeker.AnchorSeekerConfig,
-                                        ["--resume", str(run)]))
-    for phase in ("reverse_dynamics", "anchor_seeker"):
-        assert _rows(run, phase) == _rows(reference, phase)
-    assert _tb(run) == _tb(reference)
-    _assert_clean(run)
+    # killed in the seeker's pretraining (imagination reused), and before the imagination
+    # step was marked done (reverse dynamics reused, rollouts again)
+    for moment, nth, reused in (("csv", 4, "reverse imagination reused"),
+                                (r"replace:^after_imagination\.pt$", 1,
+                                 "reverse dynamics reused")):
+        log = tmp_path / moment[:3]
+        proc = _kill_run(moment, nth, "run_anchor_seeker.py", *argv, "--log_dir", str(log))
+        assert proc.returncode == -9, proc.stderr[-2000:]
+        run = _only_run(log)
+        run_anchor_seeker.main(parse_config(run_anchor_seeker.AnchorSeekerConfig,
+                                            ["--resume", str(run)]))
+        assert reused in (run / "record" / "consoleout_backup.txt").read_text()
+        for phase in ("reverse_dynamics", "anchor_seeker"):
+            assert _rows(run, phase) == _rows(reference, phase)
+        assert _tb(run) == _tb(reference)
+        seekers = [torch.load(r / "model" / "anchor_seeker_pretrain.pth",
+                              weights_only=True)["state_dict"] for r in (run, reference)]
+        for key, value in seekers[1].items():
+            assert torch.equal(seekers[0][key], value), key
+        assert not list((run / "checkpoint").glob("after_*.pt"))
+        _assert_clean(run)
 
 
 # --------------------------------------------------------------------------- helpers: the CLI in-process
@@ -653,7 +690,7 @@ def test_disk_full_when_saving_dynamics_names_the_file(
 def test_read_only_folder_for_the_csv_names_the_file(
         hdf5_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture) -> None:
-    import offlinerlkit.utils.logger as logger_module
+    import offlinerlkit.utils.log_backends as logger_module
 
     def read_only_open(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
         if str(path).endswith("_training_progress.csv") and mode[0] in "wa":

@@ -23,6 +23,12 @@ def test_importing_the_library_loads_no_optional_package() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+def test_no_library_module_is_over_500_lines() -> None:
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, f"split these modules (docs/ARCHITECTURE.md): {long}"
+
+
 def test_bare_import_is_light() -> None:
     code = "import sys, offlinerlkit; print(sorted(m for m in ('torch', 'gymnasium', 'h5py') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -114,6 +114,28 @@ def test_unfinished_policy_run_is_resumed(tmp_path: Path, data: Path) -> None:
     assert len(_runs(log)) == 1
 
 
+def test_stopped_artifact_runs_are_resumed_in_their_folders(tmp_path: Path, data: Path) -> None:
+    """A dynamics or seeker run without its model file (stopped) is continued, not trained
+    again elsewhere; the same seed and options give the same weights."""
+    import torch
+
+    log = tmp_path / "log"
+    first = _run(log, data)
+    dynamics, seeker = (Path(first[s]["run"]) for s in ("dynamics", "anchor_seeker"))
+    files = {dynamics / "model" / "dynamics.pth", seeker / "model" / "anchor_seeker_pretrain.pth"}
+    before = {f: torch.load(f, weights_only=True)["state_dict"] for f in files}
+    for f in files:
+        f.unlink()
+    (Path(first["policy"]["run"]) / "model" / "policy.pth").unlink()
+    again = _run(log, data)
+    assert _actions(again)[:2] == ("resumed", "resumed")
+    assert (again["dynamics"]["run"], again["anchor_seeker"]["run"]) == (str(dynamics), str(seeker))
+    for f, state in before.items():
+        after = torch.load(f, weights_only=True)["state_dict"]
+        assert all(torch.equal(after[k], v) for k, v in state.items()), f
+    assert len(_runs(log)) == 3
+
+
 def test_dynamics_from_run_mopo_are_reused(tmp_path: Path, data: Path) -> None:
     log = tmp_path / "log"
     tiny = dict(dynamics_hidden_dims=(16, 16), dynamics_weight_decay=(0.0, 0.0, 0.0),

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ HOLDOUT_LOSS_KEY = "loss/dynamics_holdout_loss"
 #: A member "improves" when its holdout loss falls by more than this fraction of its best.
 IMPROVEMENT_THRESHOLD = 0.01
 _INITIAL_BEST = 1e10
+#: `format` of the dicts `fit_ensemble` hands to `save_state`.
+FIT_STATE_FORMAT = "cocoa-rl/dynamics-fit-state"
 
 
 @dataclass
@@ -76,6 +78,8 @@ def fit_ensemble(
     progress: bool = True,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     checkpoint_fn: Callable[[CheckpointKind], None] | None = None,
+    save_state: Callable[[dict[str, Any]], None] | None = None,
+    resume_state: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train a Gaussian ensemble with bootstrapping, per-member keep-best and early stopping.
 
@@ -120,6 +124,12 @@ def fit_ensemble(
         progress: show tqdm bars (epochs, and minibatches within an epoch).
         on_epoch: called as `on_epoch(epoch, metrics)` after each epoch's validation.
         checkpoint_fn: called with `"last"` / `"best"` when the model in memory should be saved.
+        save_state: called after every epoch that does not stop with everything the loop needs
+            to continue (tensors are the live ones: write or copy them before returning); a
+            dict it got, passed back as `resume_state`, continues the fit.
+        resume_state: a `save_state` dict of a stopped fit on the same rows, with the random
+            generator (or torch's global one) in the state it had when that fit began: the fit
+            continues after its epoch and gives the numbers an uninterrupted fit gives.
 
     Returns:
         A `FitResult`; the model is left in eval mode.
@@ -161,7 +171,25 @@ def fit_ensemble(
     saved_state: dict[str, Tensor] | None = None
     num_batches = -(-train_size // batch_size)
     epoch, since_update = 0, 0
-    bar = tqdm(total=max_epochs, desc="dynamics", unit="epoch", disable=not progress, dynamic_ncols=True)
+    if resume_state is not None:
+        if not torch.equal(resume_state["holdout_indices"].to(device), perm[train_size:]):
+            raise ValueError("the saved fit state was made on other rows or from another random "
+                             "state (its holdout rows differ): start the dynamics training again")
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        for name, value in resume_state["snapshot"].items():
+            snapshot[name].copy_(value)
+        data_idx = resume_state["data_idx"].to(device)
+        best_losses = list(resume_state["best_losses"])
+        best_holdout = float(resume_state["best_holdout"])
+        history = [dict(h) for h in resume_state["history"]]
+        member_history = [list(m) for m in resume_state["member_history"]]
+        epoch, since_update = int(resume_state["epoch"]), int(resume_state["since_update"])
+        _set_rng_state(generator, resume_state["rng"])
+        if restore == "every_epoch":
+            saved_state = _clone_state(model)
+        logger.info("dynamics fit resumed after epoch %d", epoch)
+    bar = tqdm(total=max_epochs, initial=epoch, desc="dynamics", unit="epoch", disable=not progress, dynamic_ncols=True)
     try:
         while True:
             epoch += 1
@@ -216,6 +244,16 @@ def fit_ensemble(
                 _load_weights(params, snapshot)
                 _checkpoint(checkpoint_fn, is_best)
                 _load_weights(params, current)
+            if save_state is not None:
+                save_state({
+                    "format": FIT_STATE_FORMAT, "epoch": epoch, "since_update": since_update,
+                    "best_losses": list(best_losses), "best_holdout": best_holdout,
+                    "history": history, "member_history": member_history,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "snapshot": snapshot, "data_idx": data_idx,
+                    "holdout_indices": perm[train_size:],
+                    "rng": generator.get_state() if generator is not None else torch.get_rng_state(),
+                })
     finally:
         bar.close()
 
@@ -264,6 +302,13 @@ def _select_elites(losses: list[float], num_elites: int) -> list[int]:
 def _load_weights(params: dict[str, torch.nn.Parameter], values: dict[str, Tensor]) -> None:
     for name, p in params.items():
         p.copy_(values[name])
+
+
+def _set_rng_state(generator: torch.Generator | None, state: Tensor) -> None:
+    if generator is not None:
+        generator.set_state(state)
+    else:
+        torch.set_rng_state(state)
 
 
 def _clone_state(model: GaussianEnsemble) -> dict[str, Tensor]:

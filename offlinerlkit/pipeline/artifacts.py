@@ -175,8 +175,9 @@ def _matches(record: Mapping[str, Any], kind: ArtifactKind, fields: Mapping[str,
 
 
 def find_artifact(log_dir: str | Path, kind: ArtifactKind, config: CommonConfig, *,
-                  dataset_source: str) -> Optional[Path]:
-    """The newest finished run of `kind` made with `config`'s stage configuration, or None.
+                  dataset_source: str, finished: bool = True) -> Optional[Path]:
+    """The newest finished run of `kind` made with `config`'s stage configuration, or None;
+    with `finished=False`, the newest stopped one (no model file yet: to resume).
 
     Args:
         log_dir: the log root searched (`<log_dir>/<task>/<algo folder>/seed_*`).
@@ -186,7 +187,7 @@ def find_artifact(log_dir: str | Path, kind: ArtifactKind, config: CommonConfig,
     """
     fields = match_fields(config, kind)
     for run in _candidate_runs(Path(log_dir), config.task):
-        if not (run / "model" / kind.model_file).is_file():
+        if (run / "model" / kind.model_file).is_file() != finished:
             continue
         record = read_record(run)
         if record is not None and _matches(record, kind, fields, dataset_source, type(config)):

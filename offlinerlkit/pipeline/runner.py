@@ -4,9 +4,9 @@ One pipeline is one (task, algorithm, seed, variant). The caller (`run_example/r
 builds each stage's config object and passes the stage scripts' `main` functions, so this module
 never imports `run_example`. The runner
 
-1. finds or trains the forward dynamics, when the policy needs them (model-based algorithms
+1. finds, resumes (a stopped run with this configuration) or trains the forward dynamics, when the policy needs them (model-based algorithms
    always, e.g. MOPO and MOBILE; model-free ones only with COCOA, for the anchor rollouts);
-2. finds or trains the anchor seeker, with COCOA;
+2. likewise the anchor seeker, with COCOA;
 3. fills `load_dynamics_path` / `load_anchor_seeker_path` of the policy config with those
    artifacts' `model/` folders (absolute paths, so the policy run's configuration does not
    depend on how `log_dir` was spelled or on the working directory), then skips the policy run when a finished one with this exact
@@ -174,8 +174,9 @@ class StageOutcome:
 
     Attributes:
         run: the run directory used.
-        action: `trained` (new run), `reused` (an existing artifact), `resumed` (an unfinished
-            policy run continued from its checkpoint) or `skipped` (a finished policy run).
+        action: `trained` (new run), `reused` (an existing artifact), `resumed` (a stopped run
+            continued: a policy from its checkpoint, dynamics or a seeker from their saved fit
+            state and finished steps) or `skipped` (a finished policy run).
     """
 
     run: Path
@@ -206,6 +207,11 @@ def _artifact(stage: StageSpec, kind: ArtifactKind, source: str) -> StageOutcome
         if found is not None:
             log.info("%s: reusing %s", kind.name, found)
             return StageOutcome(found, "reused")
+        stopped = find_artifact(cfg.log_dir, kind, cfg, dataset_source=source, finished=False)
+        if stopped is not None:
+            log.info("%s: resuming the stopped run %s", kind.name, stopped)
+            return StageOutcome(Path(stage.main(dataclasses.replace(cfg, resume=str(stopped)))),
+                                "resumed")
         log.info("%s: no finished run with this configuration; training one", kind.name)
         return StageOutcome(Path(stage.main(cfg)), "trained")
 

@@ -24,12 +24,12 @@ def run_dynamics_training(cfg: CommonConfig, *, algo: str,
                           direction: Literal["forward", "reverse"] = "forward",
                           dataset: Optional[Mapping[str, np.ndarray]] = None,
                           tags: Optional[Mapping[str, object]] = None) -> Path:
-    """Train a dynamics ensemble in a new run folder (or restart a stopped one with
-    `cfg.resume`); returns the run folder.
+    """Train a dynamics ensemble in a new run folder (or continue a stopped one with
+    `cfg.resume`, from its last epoch); returns the run folder.
 
     Args:
         cfg: a script config that is a `CommonConfig` and a `DynamicsOptions` (checked); its
-            `resume`, when it has one, restarts that run folder.
+            `resume`, when it has one, continues that run folder.
         algo: the run folder's algorithm name.
         direction: `forward` `(s, a) -> (s' - s, r)` or `reverse` `(s', a) -> s - s'`.
         dataset: replaces the task's own data (tests).
@@ -46,10 +46,10 @@ def run_dynamics_training(cfg: CommonConfig, *, algo: str,
     with logger:
         if getattr(cfg, "resume", None) and not restart_stage(
                 run_dir, logger, final=run_dir.model / FILE_NAMES[direction],
-                phases=["dynamics" if direction == "forward" else "reverse_dynamics"]):
+                phases=[]):  # train_dynamics continues its saved fit state
             return run_dir.path
         train_dynamics(dynamics, inputs.dataset, options=cfg, run_dir=run_dir, logger=logger,
                        task=inputs.task.name, metadata={"dataset_source": inputs.source},
-                       progress=cfg.progress)
+                       progress=cfg.progress, resume=bool(getattr(cfg, "resume", None)))
         logger.info(f"load these dynamics with --load_dynamics_path {run_dir.model}")
     return run_dir.path

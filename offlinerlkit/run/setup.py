@@ -20,15 +20,18 @@ import torch
 from offlinerlkit.config import CommonConfig, config_warnings
 from offlinerlkit.types import EnvSpec
 from offlinerlkit.utils.device import configure_threads, resolve_device
+from offlinerlkit.utils.errors import naming_path
 from offlinerlkit.utils.fields import config_to_dict
+from offlinerlkit.utils.fileio import atomic_write
 from offlinerlkit.utils.logger import Logger
 from offlinerlkit.utils.memory import keep_freed_memory
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.run_record import software_versions
-from offlinerlkit.utils.seeding import set_seed
+from offlinerlkit.utils.seeding import get_rng_state, set_rng_state, set_seed
 from offlinerlkit.utils.tasks import TaskInfo, parse_task
 
-__all__ = ["RunInputs", "load_task_data", "open_run", "prepare_run", "restart_stage"]
+__all__ = ["RunInputs", "clear_steps", "load_step", "load_task_data", "open_run", "prepare_run", "restart_stage",
+           "save_step"]
 
 #: A dataset transform applied before training (e.g. reward scaling).
 Transform = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
@@ -151,10 +154,11 @@ def open_run(config: CommonConfig, *, algo: str, tags: Mapping[str, object] | No
 
 
 def restart_stage(run_dir: RunDir, logger: Logger, *, final: Path, phases: Sequence[str]) -> bool:
-    """`--resume` of a stage that keeps no resumable state (dynamics, anchor seeker): it
-    restarts from the beginning in the same folder with the saved options (the same seed gives
-    the same result). The stopped run's rows of `phases` and its temporary files are dropped
-    first. Returns False when the run had finished (`final` exists: nothing to do)."""
+    """`--resume` of an artifact stage (dynamics, anchor seeker) in its stopped folder, with the
+    saved options and seed. Its temporary files and the rows of `phases` (the steps that run
+    again from their start) are dropped; the stage itself continues what it saved (a dynamics
+    fit's state, `save_step` files), so the numbers are an uninterrupted run's. Returns False
+    when the run had finished (`final` exists: nothing to do)."""
     from offlinerlkit.utils.checkpoint import remove_stale_temporaries
 
     if final.is_file():
@@ -164,6 +168,34 @@ def restart_stage(run_dir: RunDir, logger: Logger, *, final: Path, phases: Seque
         remove_stale_temporaries(folder)
     for phase in phases:
         logger.rewind(-1, phase=phase)
-    logger.info(f"{run_dir.path}: the stage restarts from its beginning (it keeps no resumable "
-                "state); the stopped run's rows were dropped")
+    logger.info(f"{run_dir.path}: resuming the stopped stage (finished steps are reused)")
     return True
+
+
+def _step_file(run_dir: RunDir, step: str) -> Path:
+    return run_dir.checkpoint / f"after_{step}.pt"
+
+
+def save_step(run_dir: RunDir, step: str, tensors: Optional[Mapping[str, Any]] = None) -> Path:
+    """Mark `step` of a stage done: the global random state now (and `tensors`) go to
+    `<run>/checkpoint/after_<step>.pt`, so a resumed stage can skip the step (`load_step`)."""
+    state = {"rng": get_rng_state(), **(tensors or {})}
+    return atomic_write(_step_file(run_dir, step), lambda f: torch.save(state, f))
+
+
+def clear_steps(run_dir: RunDir) -> None:
+    """Remove the `save_step` files of a stage that has finished (they only serve a resume)."""
+    for path in run_dir.checkpoint.glob("after_*.pt"):
+        path.unlink(missing_ok=True)
+
+
+def load_step(run_dir: RunDir, step: str) -> Optional[dict[str, Any]]:
+    """What `save_step` stored for `step`, with the global random state put back as it was
+    then; None when the step did not finish."""
+    path = _step_file(run_dir, step)
+    if not path.is_file():
+        return None
+    with naming_path(path):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    set_rng_state(state["rng"])
+    return state

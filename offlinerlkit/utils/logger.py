@@ -27,27 +27,27 @@ Example::
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import enum
-import io
 import json
 import logging
 import numbers
-import os
-import sys
-import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 import torch
 
-from offlinerlkit.utils.errors import naming_path
-from offlinerlkit.utils.fileio import atomic_write
+from offlinerlkit.utils.log_backends import (
+    STEP_KEY,
+    Backend,
+    ConsoleBackend,
+    CSVBackend,
+    TensorBoardBackend,
+    WandbBackend,
+)
 from offlinerlkit.utils.run_dir import RunDir
 from offlinerlkit.utils.run_record import write_hyper_params
 
@@ -59,7 +59,6 @@ _log = logging.getLogger(__name__)
 PHASES = ("policy", "dynamics", "reverse_dynamics", "anchor_seeker")
 #: Backend names accepted by `Logger(backends=...)`.
 BACKENDS = ("console", "csv", "tensorboard", "wandb")
-_STEP_KEY = "timestep"
 _CONSOLE_BACKUP = "consoleout_backup.txt"
 
 
@@ -144,240 +143,6 @@ def to_jsonable(obj: object, where: str = "config") -> Any:
     raise TypeError(f"{where} has type {type(obj).__name__}, which has no JSON form")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename."""
-    atomic_write(path, lambda f: f.write(text), text=True)
-
-
-# --------------------------------------------------------------------------- backends
-
-
-def _row_step(row: list[str]) -> float:
-    """The `timestep` cell of a CSV row (a row cut short by a kill counts as past the end)."""
-    try:
-        return float(row[0])
-    except (ValueError, IndexError):
-        return float("inf")
-
-
-class _Backend:
-    """One output of the logger; every hook is optional."""
-
-    def write(self, row: dict[str, float], step: int, phase: str) -> None:
-        """Write one dumped row."""
-
-    def info(self, msg: str) -> None:
-        """Write a free-form line."""
-
-    def hyper_params(self, text: str, config: dict[str, Any]) -> None:
-        """Record the run configuration (`text` is its pretty-printed JSON)."""
-
-    def close(self) -> None:
-        """Flush and release resources."""
-
-    def rewind(self, phase: str, step: int) -> None:
-        """Forget rows of `phase` after `step` (a resumed run writes them again)."""
-
-
-class _ConsoleBackend(_Backend):
-    """Boxed key/value tables on stdout (through `tqdm.write`) mirrored to a text file."""
-
-    def __init__(self, backup: Path | None) -> None:
-        from tqdm import tqdm  # tqdm.write keeps active progress bars intact
-
-        self._write_stdout = tqdm.write
-        self._file = open(backup, "a", encoding="utf-8") if backup is not None else None
-
-    def _emit(self, text: str) -> None:
-        self._write_stdout(text, file=sys.stdout)
-        if self._file is not None:
-            with naming_path(self._file.name):
-                self._file.write(text + "\n")
-                self._file.flush()
-
-    def write(self, row: dict[str, float], step: int, phase: str) -> None:
-        cells = {key: f"{value:<8.3g}" for key, value in row.items()}  # %-8.3g
-        cells[_STEP_KEY] = str(step)
-        cells["phase"] = phase
-        cells["current_time"] = datetime.now().strftime("%y-%m%d-%H%M%S")
-        key_width = max(map(len, cells))
-        value_width = max(map(len, cells.values()))
-        dashes = "-" * (key_width + value_width + 7)
-        lines = [dashes]
-        for key in sorted(cells, key=str.lower):
-            lines.append(f"| {key:<{key_width}} | {cells[key]:<{value_width}} |")
-        lines.append(dashes)
-        self._emit("\n".join(lines))
-
-    def info(self, msg: str) -> None:
-        self._emit(msg)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-class _CSVBackend(_Backend):
-    """One CSV per phase; the header grows when new keys appear (old rows padded)."""
-
-    def __init__(self, record_dir: Path) -> None:
-        self._dir = record_dir
-        self._files: dict[str, Any] = {}
-        self._keys: dict[str, list[str]] = {}
-
-    def _path(self, phase: str) -> Path:
-        return self._dir / f"{phase}_training_progress.csv"
-
-    def _open(self, phase: str) -> None:
-        path = self._path(phase)
-        keys = [_STEP_KEY]
-        if path.is_file() and path.stat().st_size > 0:  # resume: keep header and rows
-            with open(path, encoding="utf-8", newline="") as f:
-                header = next(csv.reader(f), None)
-            if header:
-                keys = header
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                needs_newline = f.read(1) != b"\n"  # a row cut short by a kill
-            handle = open(path, "a", encoding="utf-8", newline="")
-            if needs_newline:
-                handle.write("\n")
-        else:
-            handle = open(path, "w", encoding="utf-8", newline="")
-            csv.writer(handle).writerow(keys)
-        self._files[phase], self._keys[phase] = handle, keys
-
-    def _extend_header(self, phase: str, new_keys: list[str]) -> None:
-        """Rewrite the file with the extended header, padding old rows with empty cells."""
-        path = self._path(phase)
-        self._files[phase].close()
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f))[1:]
-        keys = self._keys[phase] + new_keys
-        width = len(keys)
-        lines: list[list[str]] = [keys] + [r + [""] * (width - len(r)) for r in rows if r]
-        buffer = io.StringIO(newline="")
-        csv.writer(buffer).writerows(lines)
-        _atomic_write_text(path, buffer.getvalue())  # a kill leaves the old or the new file
-        self._keys[phase] = keys
-        self._files[phase] = open(path, "a", encoding="utf-8", newline="")
-
-    def write(self, row: dict[str, float], step: int, phase: str) -> None:
-        if phase not in self._files:
-            self._open(phase)
-        known = set(self._keys[phase])
-        new_keys = sorted(k for k in row if k not in known)
-        if new_keys:
-            self._extend_header(phase, new_keys)
-        values = [str(step)] + [repr(row[k]) if k in row else "" for k in self._keys[phase][1:]]
-        handle = self._files[phase]
-        with naming_path(self._path(phase)):
-            csv.writer(handle).writerow(values)
-            handle.flush()
-
-    def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-        self._files.clear()
-
-    def rewind(self, phase: str, step: int) -> None:
-        path = self._path(phase)
-        if phase in self._files:
-            self._files.pop(phase).close()
-        if not path.is_file():
-            return
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = [r for r in csv.reader(f) if r]
-        if not rows:
-            return
-        kept = [rows[0]] + [r for r in rows[1:] if _row_step(r) <= step]
-        if len(kept) != len(rows):
-            buffer = io.StringIO(newline="")
-            csv.writer(buffer).writerows(kept)
-            _atomic_write_text(path, buffer.getvalue())
-
-
-class _TensorBoardBackend(_Backend):
-    """Scalars via `torch.utils.tensorboard.SummaryWriter(record/tb)`."""
-
-    def __init__(self, log_dir: Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:  # pragma: no cover - tensorboard is a core dependency
-            raise ImportError(
-                "the tensorboard logger backend needs tensorboard: pip install tensorboard"
-            ) from exc
-        self._log_dir = log_dir
-        self._writer = SummaryWriter(log_dir=str(log_dir))
-
-    def rewind(self, phase: str, step: int) -> None:
-        # TensorBoard hides every event at or after `purge_step` written before the restart
-        # (all tags of this run's tb/ folder, whatever their phase).
-        del phase
-        from torch.utils.tensorboard import SummaryWriter
-
-        self._writer.close()
-        _wait_past_event_files(self._log_dir)
-        self._writer = SummaryWriter(log_dir=str(self._log_dir), purge_step=int(step) + 1)
-
-    def write(self, row: dict[str, float], step: int, phase: str) -> None:
-        with naming_path(self._log_dir):
-            for key, value in row.items():
-                self._writer.add_scalar(key, value, step)
-            self._writer.flush()
-
-    def hyper_params(self, text: str, config: dict[str, Any]) -> None:
-        # Indented by 4 spaces, TensorBoard's markdown shows the JSON as a code block.
-        self._writer.add_text("hyperparameters", "\n".join("    " + ln for ln in text.splitlines()))
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-def _wait_past_event_files(folder: Path) -> None:
-    """Wait until the clock's second is past the newest event file's in `folder`.
-
-    TensorBoard reads a run's event files in name order, and names start with the second they
-    were created in; the file a resumed run writes carries the purge of the rows it repeats,
-    so it must come last (a kill and a resume within one second would otherwise tie).
-    """
-    stamps = [int(part) for p in folder.glob("events.out.tfevents.*")
-              if (part := p.name.split(".")[3]).isdigit()]
-    if stamps:
-        delay = max(stamps) + 1 - time.time()
-        if delay > 0:
-            time.sleep(delay)
-
-
-class _WandbBackend(_Backend):  # pragma: no cover - needs wandb and a login
-    """Weights & Biases; `settings` are passed to `wandb.init` (project, entity, name, tags...)."""
-
-    def __init__(self, settings: Mapping[str, object], run_dir: RunDir | None) -> None:
-        try:
-            import wandb
-        except ImportError as exc:
-            raise ImportError(
-                "the wandb logger backend needs wandb: pip install wandb "
-                "(or pip install -e .[wandb])"
-            ) from exc
-        kwargs = dict(settings)
-        if run_dir is not None:
-            kwargs.setdefault("dir", str(run_dir.path))
-        self._run = wandb.init(**kwargs)
-
-    def write(self, row: dict[str, float], step: int, phase: str) -> None:
-        # No `step=`: W&B needs a monotonic step per run, and phases restart their counters.
-        self._run.log({**row, f"{phase}/{_STEP_KEY}": step})
-
-    def hyper_params(self, text: str, config: dict[str, Any]) -> None:
-        self._run.config.update(config, allow_val_change=True)
-
-    def close(self) -> None:
-        self._run.finish()
-
-
 # --------------------------------------------------------------------------- logger
 
 
@@ -441,7 +206,7 @@ class Logger:
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._closed = False
-        self._backends: list[_Backend] = []
+        self._backends: list[Backend] = []
         try:
             for name in names:
                 self._backends.append(self._make_backend(name, wandb or {}))
@@ -449,16 +214,16 @@ class Logger:
             self.close()
             raise
 
-    def _make_backend(self, name: str, wandb: Mapping[str, object]) -> _Backend:
+    def _make_backend(self, name: str, wandb: Mapping[str, object]) -> Backend:
         run = self.run_dir
         if name == "console":
-            return _ConsoleBackend(run.record / _CONSOLE_BACKUP if run is not None else None)
+            return ConsoleBackend(run.record / _CONSOLE_BACKUP if run is not None else None)
         assert run is not None or name == "wandb"
         if name == "csv":
-            return _CSVBackend(run.record)
+            return CSVBackend(run.record)
         if name == "tensorboard":
-            return _TensorBoardBackend(run.tb)
-        return _WandbBackend(wandb, run)
+            return TensorBoardBackend(run.tb)
+        return WandbBackend(wandb, run)
 
     # ---------------------------------------------------------------- metrics
 
@@ -488,8 +253,8 @@ class Logger:
     def _check_key(self, key: object) -> None:
         if not isinstance(key, str) or not key:
             raise ValueError(f"metric keys must be non-empty strings, got {key!r}")
-        if key == _STEP_KEY:
-            raise ValueError(f"{_STEP_KEY!r} is reserved; pass the step to dump() instead")
+        if key == STEP_KEY:
+            raise ValueError(f"{STEP_KEY!r} is reserved; pass the step to dump() instead")
 
     def _add(self, key: str, value: float) -> None:
         self._sums[key] = self._sums.get(key, 0.0) + value
@@ -528,16 +293,23 @@ class Logger:
         """Drop the rows of `phase` logged after `step`, before a resumed run logs them again.
 
         A run resumed from the checkpoint of `step` repeats what it did after it: the CSV keeps
-        only rows with `timestep <= step`, TensorBoard purges later events (of every tag) and
-        pending metrics are discarded, so the records read as one uninterrupted run.
+        only rows with `timestep <= step`, TensorBoard purges later events (of every tag: the
+        other phases' later rows are then written to it again from their CSVs) and pending
+        metrics are discarded, so the records read as one uninterrupted run.
         """
         if phase not in PHASES:
             raise ValueError(f"unknown logging phase {phase!r}; choose from {PHASES}")
         self._check_open()
         self._sums.clear()
         self._counts.clear()
+        tables = next((b for b in self._backends if isinstance(b, CSVBackend)), None)
         for backend in self._backends:
             backend.rewind(phase, int(step))
+            if isinstance(backend, TensorBoardBackend) and tables is not None:
+                for other in PHASES:
+                    if other != phase:
+                        for at, row in tables.rows_after(other, int(step)):
+                            backend.write(row, at, other)
 
     # ---------------------------------------------------------------- text
 
