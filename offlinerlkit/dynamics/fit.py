@@ -179,7 +179,7 @@ def fit_ensemble(
         optimizer.load_state_dict(resume_state["optimizer"])
         for name, value in resume_state["snapshot"].items():
             snapshot[name].copy_(value)
-        data_idx = resume_state["data_idx"].to(device)
+        data_idx = resume_state["data_idx"].to(device=device, dtype=torch.int64)
         best_losses = list(resume_state["best_losses"])
         best_holdout = float(resume_state["best_holdout"])
         history = [dict(h) for h in resume_state["history"]]
@@ -250,7 +250,8 @@ def fit_ensemble(
                     "best_losses": list(best_losses), "best_holdout": best_holdout,
                     "history": history, "member_history": member_history,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "snapshot": snapshot, "data_idx": data_idx,
+                    "snapshot": snapshot,
+                    "data_idx": data_idx.to(torch.int32) if train_size < 2**31 else data_idx,
                     "holdout_indices": perm[train_size:],
                     "rng": generator.get_state() if generator is not None else torch.get_rng_state(),
                 })
