@@ -200,10 +200,16 @@ def make_estimate(grid: Grid, work: dict[GridCell, PlannedWork], rates: Rates) -
         rows = _level_rows(info.level, cfg.num_samples, info.robot)
         one_fit = dynamics_seconds(rows, rates, max_epochs=cfg.dynamics_max_epochs)
         plans = [w for c, w in work.items() if c.task == task]
-        if any(w.dynamics == "train" for w in plans):
-            artifacts.append((f"forward dynamics {task}", one_fit))
-        if any(w.anchor_seeker == "train" for w in plans):  # reverse dynamics + pretraining
-            artifacts.append((f"anchor seeker {task} (about two dynamics fits)", 2 * one_fit))
+        dynamics = {w.dynamics for w in plans}
+        if dynamics & {"train", "resume"}:
+            artifacts.append((f"forward dynamics {task}"
+                              + (" (resumes a stopped run)" if "resume" in dynamics else ""),
+                              one_fit))
+        seekers = {w.anchor_seeker for w in plans}
+        if seekers & {"train", "resume"}:  # reverse dynamics + pretraining
+            artifacts.append((f"anchor seeker {task} (about two dynamics fits"
+                              + ("; resumes a stopped run)" if "resume" in seekers else ")"),
+                              2 * one_fit))
         if not grid.data_file(task).is_file():
             seconds = (rows / rates.sac_steps if info.level == "medium-replay"
                        else rows / rates.env_steps)

@@ -17,6 +17,7 @@ from offlinerlkit.pipeline import (
     completed_epochs,
     find_artifact,
     load_policy_run,
+    planned_work,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_example"))
@@ -127,6 +128,10 @@ def test_stopped_artifact_runs_are_resumed_in_their_folders(tmp_path: Path, data
     for f in files:
         f.unlink()
     (Path(first["policy"]["run"]) / "model" / "policy.pth").unlink()
+    argv = ["--task", TASK, "--algo", "iql", "--variant", "cocoa", "--dataset_path", str(data),
+            "--log_dir", str(log), "--device", "cpu", "--progress", "False", *TINY]
+    planned = planned_work(run_pipeline.build_plan(*run_pipeline.parse_args(argv)))
+    assert (planned.dynamics, planned.anchor_seeker, planned.policy) == ("resume", "resume", "train")
     again = _run(log, data)
     assert _actions(again)[:2] == ("resumed", "resumed")
     assert (again["dynamics"]["run"], again["anchor_seeker"]["run"]) == (str(dynamics), str(seeker))

@@ -304,11 +304,11 @@ class PlannedWork:
     """What `run_pipeline(plan)` would do now (`planned_work`); nothing is trained or locked.
 
     Attributes:
-        dynamics: `reuse` (a finished artifact with this configuration exists), `train`, or
-            None (not needed).
+        dynamics: `reuse` (a finished artifact with this configuration exists), `resume` (a
+            stopped one does), `train`, or None (not needed).
         anchor_seeker: the same for the anchor seeker.
         policy: `skip` (finished), `resume` (an unfinished run) or `train` (a new run: also
-            whenever an artifact before it is still to be trained).
+            whenever an artifact before it is still to be trained or resumed).
         completed_epochs: epochs done by the run to skip or resume (0 for `train`).
         policy_run: that run (None for `train`).
     """
@@ -338,11 +338,16 @@ def planned_work(plan: PipelinePlan, *,
         if not needed or stage is None:
             continue
         cfg = stage.config
-        found[name] = find_artifact(cfg.log_dir, kind, cfg,
-                                    dataset_source=describe_source(cfg.task, cfg.dataset_path))
-        actions[name] = "train" if found[name] is None else "reuse"
+        source = describe_source(cfg.task, cfg.dataset_path)
+        found[name] = find_artifact(cfg.log_dir, kind, cfg, dataset_source=source)
+        if found[name] is not None:
+            actions[name] = "reuse"
+        elif find_artifact(cfg.log_dir, kind, cfg, dataset_source=source, finished=False):
+            actions[name] = "resume"
+        else:
+            actions[name] = "train"
     policy_cfg = _policy_config(plan, found["dynamics"], found["anchor_seeker"])
-    if "train" in actions.values():
+    if {"train", "resume"} & set(actions.values()):
         return PlannedWork(actions["dynamics"], actions["anchor_seeker"], "train")
     state = find_policy_run(policy_cfg.log_dir, policy_cfg, epochs=int(policy_cfg.epoch),
                             dataset_source=describe_source(policy_cfg.task, policy_cfg.dataset_path))
